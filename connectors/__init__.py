@@ -1,0 +1,1 @@
+"""I/O only: feeds, Kafka, stores and alert channels. No enrichment logic lives here."""

@@ -1,0 +1,95 @@
+"""What every article store offers the pipeline and the CLI, whatever its backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from schemas import Alert, Article, DeadLetter, Subscription
+
+WriteOutcome = Literal["new", "updated"]
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    text: str = ""
+    topics: Sequence[str] = ()
+    countries: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 20
+
+
+@dataclass
+class SearchHit:
+    article: Article
+    snippet: str = ""
+    score: float | None = None
+    highlights: list[str] = field(default_factory=list)
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached after retries: the cycle must fail and commit nothing."""
+
+
+class RejectedDocument(Exception):
+    """The store refused one document (e.g. a mapping error); it becomes a dead letter."""
+
+
+class ArticleStore(Protocol):
+    """Articles, alerts, dead letters and subscriptions. Writes are idempotent by id."""
+
+    def write_articles(self, articles: Sequence[Article]) -> list[tuple[Article, WriteOutcome | RejectedDocument]]:
+        ...
+
+    def stored_hashes(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """id -> (content_hash, enrichment_version) for the ids already stored."""
+        ...
+
+    def record_alert(self, alert: Alert) -> bool:
+        """Store the alert; False when this (subscription, article) pair already alerted."""
+        ...
+
+    def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def search(self, query: SearchQuery) -> list[SearchHit]: ...
+
+    def get_article(self, article_id: str) -> Article | None: ...
+
+    def iter_articles(self, batch_size: int = 500) -> Iterable[Article]: ...
+
+    def list_alerts(self, limit: int = 50, subscription_id: str | None = None) -> list[Alert]: ...
+
+    def list_dead_letters(self, limit: int = 50, stage: str | None = None) -> list[DeadLetter]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def list_subscriptions(self, include_disabled: bool = True) -> list[Subscription]: ...
+
+    def put_subscription(self, subscription: Subscription) -> None: ...
+
+    def remove_subscription(self, subscription_id: str) -> bool: ...
+
+    def seed_subscriptions(self, defaults: Sequence[Subscription]) -> int:
+        """Add the defaults once, on first use; a user who removed them does not get them back."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Picklable description of a store, so each Beam worker opens its own client in setup()."""
+
+    kind: Literal["sqlite", "elasticsearch"] = "sqlite"
+    sqlite_path: str = ".newswatch/newswatch.db"
+
+
+def open_store(config: StoreConfig) -> ArticleStore:
+    if config.kind == "sqlite":
+        from connectors.sqlite_store import SqliteStore
+
+        return SqliteStore(config.sqlite_path)
+    raise StoreUnavailable(f"store kind {config.kind!r} is not available in this build")

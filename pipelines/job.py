@@ -1,0 +1,223 @@
+"""The continuous ingestion job: bounded cycles of read -> pipeline -> commit, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from apache_beam.runners.runner import PipelineState
+
+from connectors.feed_state import FeedStateStore
+from connectors.rss import FeedBatch, FeedFetcher, FetchLimits, PollPolicy, poll_feed, read_feed_list
+from connectors.store import StoreConfig, StoreUnavailable, open_store
+from pipelines.enrich import EnrichConfig
+from pipelines.pipeline import PipelineCounts, counts, create_pipeline
+from pipelines.records import article_record, dead_letter_record
+from pipelines.settings import Settings, SettingsError
+from pipelines.subscriptions import load_subscriptions_file
+from pipelines.transforms import ChannelConfig, PipelineConfig
+from seeds import SEEDS_DIR
+
+log = logging.getLogger(__name__)
+
+
+class CycleFailed(Exception):
+    """A cycle did not complete; nothing it read was committed, so the next cycle reads it again."""
+
+
+@dataclass
+class SourceBatch:
+    """What one source read in a cycle; `commit` runs only after every sink acknowledged."""
+
+    source: str
+    records: list[str] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    commit: Callable[[], None] = lambda: None
+
+
+class Source(Protocol):
+    name: str
+
+    def poll(self, force: bool = False) -> SourceBatch: ...
+
+    def close(self) -> None: ...
+
+
+class RssSource:
+    """Polls the feeds that are due (all of them with force), in parallel, with conditional GET."""
+
+    name = "rss"
+
+    def __init__(self, feeds: Sequence[str], fetcher: FeedFetcher, policy: PollPolicy, state: FeedStateStore,
+                 workers: int = 8) -> None:
+        self.feeds, self.fetcher, self.policy, self.state, self.workers = list(feeds), fetcher, policy, state, workers
+
+    def poll(self, force: bool = False) -> SourceBatch:
+        now = datetime.now(UTC)
+        states = self.state.get_all()
+        due = [f for f in self.feeds if force or f not in states or states[f].is_due(now)]
+        log.info("polling %d feed(s)%s", len(due), f" ({len(self.feeds) - len(due)} not due yet)" if len(due) < len(self.feeds) else "")
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(due) or 1))) as pool:
+            batches: list[FeedBatch] = list(pool.map(lambda f: poll_feed(f, states.get(f), self.fetcher, self.policy, now), due))
+        records: list[str] = []
+        for batch in batches:
+            records += [article_record(a) for a in batch.articles]
+            records += [dead_letter_record(d) for d in batch.dead_letters]
+            if batch.articles or not batch.not_modified:
+                log.info("feed=%s entries=%d dead_letters=%d%s", batch.url, len(batch.articles), len(batch.dead_letters),
+                         " (not modified)" if batch.not_modified else "")
+        new_states = [b.state for b in batches if b.state is not None]
+        stats = {
+            "feeds": len(due),
+            "not_modified": sum(b.not_modified for b in batches),
+            "failed": sum(1 for b in batches if not b.articles and b.dead_letters),
+        }
+        return SourceBatch(self.name, records, stats, commit=lambda: self.state.save(new_states))
+
+    def close(self) -> None:
+        self.state.close()
+
+
+@dataclass
+class CycleSummary:
+    number: int
+    seconds: float
+    source_stats: dict[str, dict[str, Any]]
+    counts: PipelineCounts
+
+    def line(self) -> str:
+        c = self.counts
+        parts = [f"cycle={self.number}", f"seconds={self.seconds:.1f}"]
+        for name, stats in self.source_stats.items():
+            parts += [f"{name}.{k}={v}" for k, v in stats.items() if not isinstance(v, dict)]
+        parts += [f"{k}={c[k]}" for k in ("read", "duplicates", "unchanged", "enriched", "new", "updated")]
+        parts += [f"dead_letters={c['dead_letters']}", f"alerts={c['alerts']}"]
+        return " ".join(parts)
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        store=StoreConfig(kind=settings.sink, sqlite_path=str(settings.store_path)),
+        enrich=EnrichConfig(use_model=not settings.fast, model_name=settings.spacy_model,
+                            ner_max_chars=settings.ner_max_chars),
+        channels=ChannelConfig(console=settings.console_alerts,
+                               jsonl_path=str(settings.alerts_file) if settings.alerts_file else None),
+        reenrich=settings.reenrich,
+    )
+
+
+def allowed_feed_dirs(settings: Settings) -> list[Path]:
+    return [SEEDS_DIR, Path.cwd(), *(Path(d) for d in settings.feed_dirs)]
+
+
+def build_sources(settings: Settings) -> list[Source]:
+    sources: list[Source] = []
+    if "rss" in settings.sources:
+        fetcher = FeedFetcher(
+            FetchLimits(read_timeout_s=settings.fetch_timeout, total_timeout_s=settings.fetch_timeout * 2,
+                        max_bytes=settings.fetch_max_bytes, user_agent=settings.user_agent),
+            allowed_dirs=allowed_feed_dirs(settings),
+        )
+        policy = PollPolicy(interval=timedelta(seconds=settings.feed_interval),
+                            max_backoff=timedelta(seconds=settings.feed_max_backoff))
+        sources.append(RssSource(read_feed_list(settings.feeds), fetcher, policy, FeedStateStore(settings.state_path),
+                                 workers=settings.fetch_workers))
+    if "kafka" in settings.sources:
+        raise SettingsError("sources: the kafka source is not part of this build yet; use rss")
+    return sources
+
+
+class CycleRunner:
+    """Runs one cycle at a time: read every source, run the pipeline over it, then commit."""
+
+    def __init__(self, settings: Settings, sources: Sequence[Source], beam_args: Sequence[str] = ()) -> None:
+        self.settings = settings
+        self.sources = list(sources)
+        self.config = pipeline_config(settings)
+        self.beam_args = list(beam_args)
+        self.cycles = 0
+        self.work_dir = settings.data_dir / "cycles"
+
+    def prepare(self) -> None:
+        """Create the store and load the default subscriptions on first use."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(self.config.store)
+        try:
+            added = store.seed_subscriptions(load_subscriptions_file(self.settings.subscriptions_file))
+            if added:
+                log.info("loaded %d default subscription(s) from %s", added, self.settings.subscriptions_file)
+        finally:
+            store.close()
+
+    def run_cycle(self, force: bool = False) -> CycleSummary:
+        self.cycles += 1
+        started = time.monotonic()
+        batches = [source.poll(force=force) for source in self.sources]
+        records = [r for b in batches for r in b.records]
+        result_counts = PipelineCounts()
+        if records:
+            result_counts = self._run_pipeline(records)
+        for batch in batches:
+            batch.commit()
+        return CycleSummary(self.cycles, time.monotonic() - started, {b.source: b.stats for b in batches}, result_counts)
+
+    def _run_pipeline(self, records: list[str]) -> PipelineCounts:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=f"cycle-{self.cycles}-", suffix=".jsonl", dir=self.work_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.writelines(r + "\n" for r in records)
+            log.info("processing %d record(s) through the pipeline", len(records))
+            try:
+                result = create_pipeline(path, self.config, self.beam_args).run()
+                state = result.wait_until_finish()
+            except StoreUnavailable as exc:
+                raise CycleFailed(f"store unavailable: {exc}") from exc
+            except Exception as exc:
+                cause = _root_cause(exc)
+                raise CycleFailed(f"pipeline failed: {type(cause).__name__}: {cause}") from exc
+            if state not in (PipelineState.DONE, None):
+                raise CycleFailed(f"pipeline ended in state {state}")
+            return counts(result)
+        finally:
+            Path(path).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for source in self.sources:
+            source.close()
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        nxt = exc.__cause__ or exc.__context__
+        assert nxt is not None
+        exc = nxt
+    return exc
+
+
+def run_forever(runner: CycleRunner, interval: float, stop: threading.Event, max_failure_wait: float = 300.0) -> int:
+    """Cycle until `stop` is set; a failed cycle is retried after a capped, growing wait."""
+    failures = 0
+    while not stop.is_set():
+        try:
+            summary = runner.run_cycle()
+        except CycleFailed as exc:
+            failures += 1
+            wait = min(max_failure_wait, 2.0 ** failures)
+            log.error("cycle %d failed (%s); nothing committed; retrying in %.0fs", runner.cycles, exc, wait)
+        else:
+            failures = 0
+            wait = interval
+            log.info("%s", summary.line())
+        if stop.wait(wait):
+            break
+    return 0

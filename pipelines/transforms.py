@@ -1,0 +1,315 @@
+"""Beam composite transforms: each wires plain functions from pipelines/ and stores from connectors/."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from connectors.alert_channels import AlertChannel, ConsoleChannel, DeliveryError, JsonlFileChannel
+from connectors.store import ArticleStore, RejectedDocument, StoreConfig, open_store
+from pipelines.enrich import EnrichConfig, enrichment_version, shared_enricher
+from pipelines.matching import SubscriptionMatcher
+from pipelines.records import normalize, parse_record, prefer
+from schemas import Alert, Article, DeadLetter, RawArticle, content_hash
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "newswatch"
+DEAD = "dead_letters"
+
+
+def counter(name: str) -> Any:
+    return Metrics.counter(NAMESPACE, name)
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    """Operator channels every alert goes to (subscriber channels come from the subscription)."""
+
+    console: bool = True
+    jsonl_path: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    store: StoreConfig = field(default_factory=StoreConfig)
+    enrich: EnrichConfig = field(default_factory=EnrichConfig)
+    channels: ChannelConfig = field(default_factory=ChannelConfig)
+    reenrich: bool = False
+    write_batch_size: int = 200
+
+
+def _error_letter(stage: str, element: Any, exc: BaseException) -> DeadLetter:
+    payload = element.model_dump_json() if hasattr(element, "model_dump_json") else repr(element)
+    source = getattr(element, "source", "") or ""
+    return DeadLetter(stage=stage, reason=f"{type(exc).__name__}: {exc}", payload=payload, source=source,
+                      details={"article_id": getattr(element, "id", None)})
+
+
+class _StoreDoFn(beam.DoFn):
+    """Opens its own store client per worker in setup(), closes it in teardown()."""
+
+    def __init__(self, store: StoreConfig) -> None:
+        self.store_config = store
+        self.store: ArticleStore | None = None
+
+    def setup(self) -> None:
+        self.store = open_store(self.store_config)
+
+    def teardown(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+# --- Parse and normalize ---
+
+
+class _RouteParsed(beam.DoFn):
+    def process(self, line: str) -> Iterator[Any]:
+        parsed = parse_record(line)
+        if isinstance(parsed, DeadLetter):
+            yield TaggedOutput(DEAD, parsed)
+        else:
+            counter("read").inc()
+            yield parsed
+
+
+class ParseRecords(beam.PTransform):
+    """Record lines -> RawArticles, with undecodable or invalid ones on the dead-letter output."""
+
+    def expand(self, lines: beam.PCollection[str]) -> Any:
+        return lines | "ParseAndValidate" >> beam.ParDo(_RouteParsed()).with_outputs(DEAD, main="articles")
+
+
+class DedupeById(beam.PTransform):
+    """One record per article id within a cycle (the same story in two feeds, a replayed message)."""
+
+    def expand(self, articles: beam.PCollection[RawArticle]) -> beam.PCollection[RawArticle]:
+        return (
+            articles
+            | "Normalize" >> beam.Map(normalize)
+            | "KeyById" >> beam.Map(lambda a: (a.id, a))
+            | "GroupById" >> beam.GroupByKey()
+            | "KeepOne" >> beam.MapTuple(_keep_one)
+        )
+
+
+def _keep_one(_: str, copies: Iterable[RawArticle]) -> RawArticle:
+    items = list(copies)
+    if len(items) > 1:
+        counter("duplicates").inc(len(items) - 1)
+    return functools.reduce(prefer, items)
+
+
+class _DropUnchangedFn(_StoreDoFn):
+    def __init__(self, store: StoreConfig, version: str) -> None:
+        super().__init__(store)
+        self.version = version
+
+    def process(self, batch: list[RawArticle]) -> Iterator[RawArticle]:
+        assert self.store is not None
+        stored = self.store.stored_hashes(a.id for a in batch)
+        for article in batch:
+            known = stored.get(article.id)
+            if known and known[0] == content_hash(article.title, article.text) and known[1] == self.version:
+                counter("unchanged").inc()
+                continue
+            yield article
+
+
+class SkipUnchanged(beam.PTransform):
+    """Articles already stored with the same content and enrichment version are not enriched again."""
+
+    def __init__(self, store: StoreConfig, enrich: EnrichConfig, disabled: bool = False) -> None:
+        super().__init__()
+        self.store, self.disabled = store, disabled
+        self.version = enrichment_version(enrich)
+
+    def expand(self, articles: beam.PCollection[RawArticle]) -> beam.PCollection[RawArticle]:
+        if self.disabled:
+            return articles
+        return (
+            articles
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=500)
+            | "DropUnchanged" >> beam.ParDo(_DropUnchangedFn(self.store, self.version))
+        )
+
+
+# --- Enrich ---
+
+
+class _EnrichFn(beam.DoFn):
+    def __init__(self, config: EnrichConfig) -> None:
+        self.config = config
+
+    def setup(self) -> None:
+        self.enricher = shared_enricher(self.config)
+
+    def process(self, batch: list[RawArticle]) -> Iterator[Any]:
+        try:
+            enriched = self.enricher.enrich_batch(batch)
+        except Exception:  # one bad article must not sink its batch: retry one by one
+            log.warning("enrichment of a batch of %d failed; retrying article by article", len(batch))
+            for raw in batch:
+                try:
+                    article = self.enricher.enrich(raw)
+                except Exception as exc:
+                    yield TaggedOutput(DEAD, _error_letter("enrich", raw, exc))
+                else:
+                    counter("enriched").inc()
+                    yield article
+            return
+        counter("enriched").inc(len(enriched))
+        yield from enriched
+
+
+class Enrich(beam.PTransform):
+    """RawArticle -> Article (entities, countries, places, regions, topics), batched for nlp.pipe."""
+
+    def __init__(self, config: EnrichConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, articles: beam.PCollection[RawArticle]) -> Any:
+        return (
+            articles
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.config.batch_size)
+            | "EnrichBatch" >> beam.ParDo(_EnrichFn(self.config)).with_outputs(DEAD, main="articles")
+        )
+
+
+# --- Index ---
+
+
+class _WriteArticlesFn(_StoreDoFn):
+    def process(self, batch: list[Article]) -> Iterator[Any]:
+        assert self.store is not None
+        # StoreUnavailable propagates: the cycle fails and commits nothing.
+        for article, outcome in self.store.write_articles(batch):
+            if isinstance(outcome, RejectedDocument):
+                yield TaggedOutput(DEAD, DeadLetter(stage="index", reason=f"rejected by the store: {outcome}",
+                                                    payload=article.model_dump_json(), source=article.source,
+                                                    details={"article_id": article.id}))
+                continue
+            counter(outcome).inc()
+            yield article
+
+
+class WriteArticles(beam.PTransform):
+    """Upsert by article id; emits the articles the store acknowledged."""
+
+    def __init__(self, store: StoreConfig, batch_size: int = 200) -> None:
+        super().__init__()
+        self.store, self.batch_size = store, batch_size
+
+    def expand(self, articles: beam.PCollection[Article]) -> Any:
+        return (
+            articles
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size)
+            | "Upsert" >> beam.ParDo(_WriteArticlesFn(self.store)).with_outputs(DEAD, main="articles")
+        )
+
+
+# --- Alerts ---
+
+
+class _MatchFn(_StoreDoFn):
+    def setup(self) -> None:
+        super().setup()
+        assert self.store is not None
+        # Loaded per pipeline run, so subscription changes take effect from the next cycle.
+        self.matcher = SubscriptionMatcher(self.store.list_subscriptions(include_disabled=False))
+
+    def process(self, article: Article) -> Iterator[Alert]:
+        yield from self.matcher.match(article)
+
+
+class MatchSubscriptions(beam.PTransform):
+    def __init__(self, store: StoreConfig) -> None:
+        super().__init__()
+        self.store = store
+
+    def expand(self, articles: beam.PCollection[Article]) -> beam.PCollection[Alert]:
+        return articles | "Match" >> beam.ParDo(_MatchFn(self.store))
+
+
+def build_channels(config: ChannelConfig) -> list[AlertChannel]:
+    channels: list[AlertChannel] = []
+    if config.console:
+        channels.append(ConsoleChannel())
+    if config.jsonl_path:
+        channels.append(JsonlFileChannel(config.jsonl_path))
+    return channels
+
+
+class _DeliverFn(_StoreDoFn):
+    def __init__(self, store: StoreConfig, channels: ChannelConfig) -> None:
+        super().__init__(store)
+        self.channel_config = channels
+
+    def setup(self) -> None:
+        super().setup()
+        self.channels = build_channels(self.channel_config)
+
+    def process(self, alert: Alert) -> Iterator[Any]:
+        assert self.store is not None
+        if not self.store.record_alert(alert):
+            counter("alerts_repeated").inc()  # this subscription already alerted on this article
+            return
+        counter("alerts").inc()
+        for channel in self.channels:
+            try:
+                channel.deliver(alert)
+            except DeliveryError as exc:
+                yield DeadLetter(stage="deliver", reason=f"{channel.name}: {exc}", payload=alert.model_dump_json(),
+                                 source=alert.subscription_id, details={"channel": channel.name})
+
+    def teardown(self) -> None:
+        for channel in getattr(self, "channels", []):
+            channel.close()
+        super().teardown()
+
+
+class DeliverAlerts(beam.PTransform):
+    """Record each alert once per (subscription, article), then deliver it; failures are dead letters."""
+
+    def __init__(self, store: StoreConfig, channels: ChannelConfig) -> None:
+        super().__init__()
+        self.store, self.channels = store, channels
+
+    def expand(self, alerts: beam.PCollection[Alert]) -> beam.PCollection[DeadLetter]:
+        return alerts | "RecordAndDeliver" >> beam.ParDo(_DeliverFn(self.store, self.channels))
+
+
+# --- Dead letters ---
+
+
+class _WriteDeadLettersFn(_StoreDoFn):
+    def process(self, batch: list[DeadLetter]) -> None:
+        assert self.store is not None
+        self.store.write_dead_letters(batch)
+        for letter in batch:
+            counter("dead_letters").inc()
+            counter(f"dead_letters_{letter.stage}").inc()
+            log.warning("dead letter stage=%s source=%s reason=%s", letter.stage, letter.source or "-", letter.reason)
+
+
+class WriteDeadLetters(beam.PTransform):
+    def __init__(self, store: StoreConfig) -> None:
+        super().__init__()
+        self.store = store
+
+    def expand(self, letters: beam.PCollection[DeadLetter]) -> Any:
+        return (
+            letters
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=500)
+            | "Write" >> beam.ParDo(_WriteDeadLettersFn(self.store))
+        )

@@ -1,0 +1,329 @@
+"""The shapes that cross a boundary: feeds and Kafka in, the store and alert channels out."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+from schemas.ids import article_id, canonical_url, content_hash, stable_hash
+
+
+def _to_utc(value: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted to it."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def _check_url(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    _HTTP_URL.validate_python(value.strip())  # raises on anything that is not http(s) with a host
+    return value.strip()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+CountryCode = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2, upper case")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=False)
+
+
+class RawArticle(_Model):
+    """An article as a source delivered it, before enrichment."""
+
+    id: str = Field("", description="Deterministic id: hash of the canonical URL, else GUID, else content")
+    title: str = ""
+    text: str = ""
+    summary: str = ""
+    url: Annotated[str | None, AfterValidator(_check_url)] = None
+    guid: str | None = None
+    published: UtcDatetime | None = None
+    source: str = Field("", description="Feed URL, Kafka topic or other origin")
+    source_name: str = ""
+    language: str | None = None
+    fetched_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _complete(self) -> RawArticle:
+        if not self.text and self.summary:
+            self.text = self.summary
+        if not self.title and not self.text:
+            raise ValueError("article has neither title nor text")
+        if not self.title:
+            first = re.split(r"(?<=[.!?])\s", self.text, maxsplit=1)[0]
+            self.title = first if len(first) <= 160 else first[:157].rsplit(" ", 1)[0] + "..."
+        if self.url:
+            self.url = canonical_url(self.url)
+        if not self.id:
+            self.id = article_id(url=self.url, guid=self.guid, title=self.title, text=self.text)
+        return self
+
+    @property
+    def full_text(self) -> str:
+        """What enrichment reads; entity offsets index into this string."""
+        return f"{self.title}\n\n{self.text}" if self.text else self.title
+
+
+class Mention(_Model):
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    text: str
+
+
+class Entity(_Model):
+    """One mention of a named entity; mentions of the same thing share `canonical` (and `kb_id`)."""
+
+    text: str
+    label: str = Field(description="PERSON, ORG, GPE, LOC, NORP, ...")
+    start: int = Field(ge=0, description="Offset into title + '\\n\\n' + text")
+    end: int = Field(ge=0)
+    canonical: str = Field("", description="The fullest name this entity has in the article")
+    kb_id: str | None = Field(None, description="Stable id where known: ISO code, GeoNames id, actor id")
+    role: str | None = Field(None, description="Title that precedes a person, e.g. 'Secretary of State'")
+    source: str = Field("model", description="model, gazetteer or rule: who found it")
+
+    @model_validator(mode="after")
+    def _fill(self) -> Entity:
+        if self.end < self.start:
+            raise ValueError("entity end before start")
+        if not self.canonical:
+            self.canonical = self.text
+        return self
+
+
+class Place(_Model):
+    name: str
+    country: CountryCode
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    kind: Literal["city", "admin1", "country", "region"] = "city"
+    geonames_id: int | None = None
+    mentions: int = Field(1, ge=1)
+
+
+class TopicTag(_Model):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    score: float = Field(ge=0, le=1)
+    evidence: list[str] = Field(default_factory=list, description="Sentences that triggered the topic")
+    label: str = ""
+
+
+class Article(RawArticle):
+    """An enriched article: what the store indexes and subscriptions match against."""
+
+    entities: list[Entity] = Field(default_factory=list)
+    countries: list[CountryCode] = Field(default_factory=list, description="Most salient first")
+    places: list[Place] = Field(default_factory=list)
+    regions: list[str] = Field(default_factory=list, description="UN M49 regions of the countries")
+    topics: list[TopicTag] = Field(default_factory=list)
+    content_hash: str = ""
+    enriched_at: UtcDatetime = Field(default_factory=utcnow)
+    enrichment_version: str = ""
+
+    @model_validator(mode="after")
+    def _hash(self) -> Article:
+        if not self.content_hash:
+            self.content_hash = content_hash(self.title, self.text)
+        return self
+
+    def topic(self, topic_id: str) -> TopicTag | None:
+        return next((t for t in self.topics if t.id == topic_id), None)
+
+
+# --- Subscription rules -------------------------------------------------------------------------
+# A rule is a tree of conditions. In YAML/JSON the short form names the condition by its key:
+#   {all: [{topic: troop_withdrawal}, {country: IQ}, {not: {text: "cash withdrawal"}}]}
+
+
+class TopicCondition(_Model):
+    kind: Literal["topic"] = "topic"
+    topic: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    min_score: float = Field(0.0, ge=0, le=1)
+
+
+class CountryCondition(_Model):
+    kind: Literal["country"] = "country"
+    country: CountryCode
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class RegionCondition(_Model):
+    kind: Literal["region"] = "region"
+    region: str = Field(min_length=2)
+
+
+class EntityCondition(_Model):
+    kind: Literal["entity"] = "entity"
+    entity: str = Field(min_length=1, description="Name (any mention or canonical name) or kb id")
+    label: str | None = None
+
+
+class TextCondition(_Model):
+    kind: Literal["text"] = "text"
+    text: str = Field(min_length=1, description="Word or phrase, case-insensitive, on word boundaries")
+
+
+class SourceCondition(_Model):
+    kind: Literal["source"] = "source"
+    source: str = Field(min_length=1, description="Substring of the source URL/topic or source name")
+
+
+class AllOf(_Model):
+    kind: Literal["all"] = "all"
+    all: list[Rule] = Field(min_length=1)
+
+
+class AnyOf(_Model):
+    kind: Literal["any"] = "any"
+    any: list[Rule] = Field(min_length=1)
+
+
+class NotRule(_Model):
+    kind: Literal["not"] = "not"
+    not_: Rule = Field(alias="not")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+_RULE_KINDS = ("all", "any", "not", "topic", "country", "region", "entity", "text", "source")
+
+
+def _infer_kind(value: Any) -> Any:
+    """Accept the short form ``{topic: x}`` by naming the condition after its key."""
+    if isinstance(value, dict) and "kind" not in value:
+        for key in _RULE_KINDS:
+            if key in value:
+                return {"kind": key, **value}
+        raise ValueError(f"rule {value!r} names no condition; expected one of {', '.join(_RULE_KINDS)}")
+    return value
+
+
+def _rule_discriminator(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return value.get("kind")
+    return getattr(value, "kind", None)
+
+
+Rule = Annotated[
+    Annotated[AllOf, "all"]
+    | Annotated[AnyOf, "any"]
+    | Annotated[NotRule, "not"]
+    | TopicCondition
+    | CountryCondition
+    | RegionCondition
+    | EntityCondition
+    | TextCondition
+    | SourceCondition,
+    Field(discriminator="kind"),
+]
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+NotRule.model_rebuild()
+
+
+class Subscription(_Model):
+    """Who wants to hear about what, and where to tell them."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    name: str = Field(min_length=1)
+    description: str = ""
+    rule: Rule
+    channels: list[str] = Field(default_factory=lambda: ["console"], description="Delivery channel names")
+    enabled: bool = True
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @field_validator("rule", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return _normalise_rule(value)
+
+
+def _normalise_rule(value: Any) -> Any:
+    value = _infer_kind(value)
+    if isinstance(value, dict):
+        kind = value.get("kind")
+        if kind in ("all", "any") and isinstance(value.get(kind), list):
+            value = {**value, kind: [_normalise_rule(v) for v in value[kind]]}
+        elif kind == "not" and "not" in value:
+            value = {**value, "not": _normalise_rule(value["not"])}
+    return value
+
+
+class Alert(_Model):
+    """A subscription fired for an article; `id` makes delivery idempotent per pair."""
+
+    id: str = ""
+    subscription_id: str
+    subscription_name: str = ""
+    article_id: str
+    title: str
+    url: str | None = None
+    published: UtcDatetime | None = None
+    source: str = ""
+    reasons: list[str] = Field(default_factory=list, description="Which conditions matched and why")
+    topics: list[TopicTag] = Field(default_factory=list)
+    countries: list[str] = Field(default_factory=list)
+    entities: list[str] = Field(default_factory=list, description="Canonical names of people and groups")
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _id(self) -> Alert:
+        if not self.id:
+            self.id = stable_hash("alert", self.subscription_id, self.article_id)
+        return self
+
+
+Stage = Literal["fetch", "parse", "validate", "normalize", "enrich", "index", "match", "deliver"]
+
+
+class DeadLetter(_Model):
+    """A record the job could not process, kept with its reason and raw payload."""
+
+    id: str = ""
+    stage: Stage
+    reason: str
+    payload: str = Field("", description="The raw input, as received (truncated to 1 MB)")
+    source: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _truncate(cls, value: Any) -> Any:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="backslashreplace")
+        if isinstance(value, str) and len(value) > 1_000_000:
+            return value[:1_000_000]
+        return value
+
+    @model_validator(mode="after")
+    def _id(self) -> DeadLetter:
+        if not self.id:
+            self.id = stable_hash("dl", self.stage, self.source, self.reason, self.payload,
+                                  self.created_at.isoformat())
+        return self
