@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
@@ -87,9 +87,6 @@ class FeedBatch:
     warnings: list[str] = field(default_factory=list)
 
 
-class HttpSession(Protocol):
-    def get(self, url: str, **kwargs: Any) -> requests.Response: ...
-
 
 def is_url(spec: str) -> bool:
     return urlsplit(spec).scheme in ("http", "https")
@@ -101,7 +98,7 @@ class FeedFetcher:
     def __init__(
         self,
         limits: FetchLimits | None = None,
-        session: HttpSession | None = None,
+        session: requests.Session | None = None,
         allowed_dirs: Sequence[Path] = (),
     ) -> None:
         self.limits = limits or FetchLimits()
@@ -109,11 +106,12 @@ class FeedFetcher:
         self.allowed_dirs = [Path(d).resolve() for d in allowed_dirs]
 
     @property
-    def session(self) -> HttpSession:
+    def session(self) -> requests.Session:
         if self._session is None:
-            s = requests.Session()
-            s.max_redirects = self.limits.max_redirects
-            self._session = s
+            session = requests.Session()
+            session.max_redirects = self.limits.max_redirects
+            self._session = session
+            return session
         return self._session
 
     def fetch(self, url: str, state: FeedState | None = None) -> FetchResult:
@@ -124,8 +122,11 @@ class FeedFetcher:
         raise FeedError(f"unsupported feed location {url!r}: use http(s) URLs or file paths")
 
     def _fetch_http(self, url: str, state: FeedState | None) -> FetchResult:
-        headers = {"User-Agent": self.limits.user_agent, "Accept-Encoding": "gzip, deflate",
-                   "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"}
+        headers = {
+            "User-Agent": self.limits.user_agent,
+            "Accept-Encoding": "gzip, deflate",
+            "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+        }
         if state and state.etag:
             headers["If-None-Match"] = state.etag
         if state and state.last_modified:
@@ -133,7 +134,10 @@ class FeedFetcher:
         deadline = time.monotonic() + self.limits.total_timeout_s
         try:
             response = self.session.get(
-                url, headers=headers, stream=True, allow_redirects=True,
+                url,
+                headers=headers,
+                stream=True,
+                allow_redirects=True,
                 timeout=(self.limits.connect_timeout_s, self.limits.read_timeout_s),
             )
         except requests.TooManyRedirects as exc:
@@ -144,8 +148,9 @@ class FeedFetcher:
             raise FeedError(f"request failed: {type(exc).__name__}: {_short(exc)}") from exc
         with response:
             if response.status_code == 304:
-                return FetchResult(url, 304, etag=state.etag if state else None,
-                                   last_modified=state.last_modified if state else None)
+                return FetchResult(
+                    url, 304, etag=state.etag if state else None, last_modified=state.last_modified if state else None
+                )
             if response.status_code >= 400:
                 raise FeedError(f"HTTP {response.status_code} {response.reason or ''}".strip())
             declared = response.headers.get("Content-Length")
@@ -165,7 +170,9 @@ class FeedFetcher:
             except requests.RequestException as exc:
                 raise FeedError(f"reading body failed: {type(exc).__name__}: {_short(exc)}") from exc
             return FetchResult(
-                url, response.status_code, b"".join(chunks),
+                url,
+                response.status_code,
+                b"".join(chunks),
                 etag=response.headers.get("ETag"),
                 last_modified=response.headers.get("Last-Modified"),
                 content_type=response.headers.get("Content-Type"),
@@ -174,8 +181,10 @@ class FeedFetcher:
     def _fetch_file(self, spec: str, state: FeedState | None) -> FetchResult:
         path = Path(urlsplit(spec).path if spec.startswith("file:") else spec).expanduser().resolve()
         if self.allowed_dirs and not any(path.is_relative_to(root) for root in self.allowed_dirs):
-            raise FeedError(f"file {path} is outside the allowed feed directories "
-                            f"({', '.join(map(str, self.allowed_dirs))}); see NEWSWATCH_FEED_DIRS")
+            raise FeedError(
+                f"file {path} is outside the allowed feed directories "
+                f"({', '.join(map(str, self.allowed_dirs))}); see NEWSWATCH_FEED_DIRS"
+            )
         try:
             stat = path.stat()
         except OSError as exc:
@@ -246,15 +255,22 @@ def entry_to_raw(entry: Any, *, feed_url: str, feed_title: str, fetched_at: date
 
 
 def parse_feed(
-    body: bytes, *, url: str, content_type: str | None = None, max_entries: int = 5000,
+    body: bytes,
+    *,
+    url: str,
+    content_type: str | None = None,
+    max_entries: int = 5000,
     fetched_at: datetime | None = None,
 ) -> FeedBatch:
     """Feed bytes -> articles and dead letters. A feed that yields nothing is one dead letter."""
     fetched_at = fetched_at or datetime.now(UTC)
     batch = FeedBatch(url=url)
     if _ENTITY_DECL.search(body):
-        batch.dead_letters.append(_feed_dead_letter(
-            url, "feed declares XML entities (refused: entity expansion / external entity risk)", body))
+        batch.dead_letters.append(
+            _feed_dead_letter(
+                url, "feed declares XML entities (refused: entity expansion / external entity risk)", body
+            )
+        )
         return batch
     headers = {"content-location": url}
     if content_type:
@@ -268,8 +284,10 @@ def parse_feed(
         return batch
     if parsed.get("bozo"):
         problem = parsed.get("bozo_exception")
-        batch.warnings.append(f"feed is not well-formed ({type(problem).__name__}: {_short(problem)}); "
-                              f"using the {len(parsed.entries)} entries it still yields")
+        batch.warnings.append(
+            f"feed is not well-formed ({type(problem).__name__}: {_short(problem)}); "
+            f"using the {len(parsed.entries)} entries it still yields"
+        )
     entries: Iterable[Any] = parsed.entries
     if len(parsed.entries) > max_entries:
         batch.warnings.append(f"feed has {len(parsed.entries)} entries; reading the first {max_entries}")
@@ -278,17 +296,25 @@ def parse_feed(
         try:
             batch.articles.append(entry_to_raw(entry, feed_url=url, feed_title=feed_title, fetched_at=fetched_at))
         except ValidationError as exc:
-            batch.dead_letters.append(DeadLetter(
-                stage="validate", reason=f"feed entry rejected: {_validation_reason(exc)}",
-                payload=_entry_payload(entry), source=url))
+            batch.dead_letters.append(
+                DeadLetter(
+                    stage="validate",
+                    reason=f"feed entry rejected: {_validation_reason(exc)}",
+                    payload=_entry_payload(entry),
+                    source=url,
+                )
+            )
     return batch
 
 
 def _entry_payload(entry: Any) -> str:
     import json
 
-    return json.dumps({k: v for k, v in entry.items() if isinstance(v, str | int | float | list | dict)},
-                      default=str, ensure_ascii=False)[:100_000]
+    return json.dumps(
+        {k: v for k, v in entry.items() if isinstance(v, str | int | float | list | dict)},
+        default=str,
+        ensure_ascii=False,
+    )[:100_000]
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -296,8 +322,13 @@ def _validation_reason(exc: ValidationError) -> str:
 
 
 def _feed_dead_letter(url: str, reason: str, body: bytes) -> DeadLetter:
-    return DeadLetter(stage="fetch", reason=reason, payload=body[:1_000_000], source=url,
-                      details={"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+    return DeadLetter(
+        stage="fetch",
+        reason=reason,
+        payload=body[:1_000_000],
+        source=url,
+        details={"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()},
+    )
 
 
 def _short(exc: object, limit: int = 300) -> str:
@@ -321,7 +352,11 @@ class PollPolicy:
 
 
 def poll_feed(
-    url: str, state: FeedState | None, fetcher: FeedFetcher, policy: PollPolicy, now: datetime | None = None,
+    url: str,
+    state: FeedState | None,
+    fetcher: FeedFetcher,
+    policy: PollPolicy,
+    now: datetime | None = None,
 ) -> FeedBatch:
     """Fetch and parse one feed; never raises for feed problems, which become dead letters."""
     now = now or datetime.now(UTC)
@@ -334,22 +369,36 @@ def poll_feed(
         return FeedBatch(
             url=url,
             dead_letters=[DeadLetter(stage="fetch", reason=str(exc), source=url, details={"failures": failures})],
-            state=replace(state, last_checked=now, failures=failures, last_error=str(exc),
-                          next_due=policy.after_failure(failures, now)),
+            state=replace(
+                state,
+                last_checked=now,
+                failures=failures,
+                last_error=str(exc),
+                next_due=policy.after_failure(failures, now),
+            ),
         )
     if result.not_modified:
-        return FeedBatch(url=url, not_modified=True, state=replace(
-            state, last_checked=now, failures=0, last_error=None, next_due=policy.after_success(state, now)))
-    batch = parse_feed(result.body, url=url, content_type=result.content_type,
-                       max_entries=fetcher.limits.max_entries, fetched_at=now)
+        return FeedBatch(
+            url=url,
+            not_modified=True,
+            state=replace(
+                state, last_checked=now, failures=0, last_error=None, next_due=policy.after_success(state, now)
+            ),
+        )
+    batch = parse_feed(
+        result.body, url=url, content_type=result.content_type, max_entries=fetcher.limits.max_entries, fetched_at=now
+    )
     for warning in batch.warnings:
         log.warning("feed=%s %s", url, warning)
     failed = not batch.articles and bool(batch.dead_letters)
     failures = state.failures + 1 if failed else 0
     batch.state = replace(
-        state, etag=result.etag if not failed else state.etag,
-        last_modified=result.last_modified if not failed else state.last_modified,
-        last_checked=now, failures=failures,
+        # Kept even when the content failed: an unchanged broken feed is not dead-lettered again.
+        state,
+        etag=result.etag,
+        last_modified=result.last_modified,
+        last_checked=now,
+        failures=failures,
         last_error=batch.dead_letters[0].reason if failed else None,
         next_due=policy.after_failure(failures, now) if failed else policy.after_success(state, now),
         last_entries=len(batch.articles),

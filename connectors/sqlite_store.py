@@ -89,9 +89,7 @@ class SqliteStore:
 
     # --- articles ---
 
-    def write_articles(
-        self, articles: Sequence[Article]
-    ) -> list[tuple[Article, WriteOutcome | RejectedDocument]]:
+    def write_articles(self, articles: Sequence[Article]) -> list[tuple[Article, WriteOutcome | RejectedDocument]]:
         results: list[tuple[Article, WriteOutcome | RejectedDocument]] = []
         with self._transaction() as db:
             for article in articles:
@@ -101,17 +99,27 @@ class SqliteStore:
                     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET content_hash=excluded.content_hash,"
                     " enrichment_version=excluded.enrichment_version, published=excluded.published,"
                     " source=excluded.source, updated_at=excluded.updated_at, doc=excluded.doc",
-                    (article.id, article.content_hash, article.enrichment_version,
-                     article.published.isoformat() if article.published else None, article.source, _now(),
-                     article.model_dump_json()),
+                    (
+                        article.id,
+                        article.content_hash,
+                        article.enrichment_version,
+                        article.published.isoformat() if article.published else None,
+                        article.source,
+                        _now(),
+                        article.model_dump_json(),
+                    ),
                 )
                 db.execute("DELETE FROM articles_fts WHERE id = ?", (article.id,))
-                db.execute("INSERT INTO articles_fts (id, title, text) VALUES (?, ?, ?)",
-                           (article.id, article.title, article.text))
+                db.execute(
+                    "INSERT INTO articles_fts (id, title, text) VALUES (?, ?, ?)",
+                    (article.id, article.title, article.text),
+                )
                 db.execute("DELETE FROM article_tags WHERE article_id = ?", (article.id,))
                 tags = {("topic", t.id) for t in article.topics} | {("country", c) for c in article.countries}
-                db.executemany("INSERT INTO article_tags (article_id, kind, value) VALUES (?, ?, ?)",
-                               [(article.id, kind, value) for kind, value in tags])
+                db.executemany(
+                    "INSERT INTO article_tags (article_id, kind, value) VALUES (?, ?, ?)",
+                    [(article.id, kind, value) for kind, value in tags],
+                )
                 results.append((article, "updated" if existed else "new"))
         return results
 
@@ -122,7 +130,8 @@ class SqliteStore:
             for i in range(0, len(wanted), 500):
                 chunk = wanted[i : i + 500]
                 rows = self._db.execute(
-                    f"SELECT id, content_hash, enrichment_version FROM articles WHERE id IN ({','.join('?' * len(chunk))})",
+                    "SELECT id, content_hash, enrichment_version FROM articles"
+                    f" WHERE id IN ({','.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()
                 found.update({r[0]: (r[1], r[2]) for r in rows})
@@ -180,8 +189,12 @@ class SqliteStore:
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [
-            SearchHit(Article.model_validate_json(doc), snippet=snippet or "",
-                      score=-rank if rank is not None else None, highlights=[snippet] if snippet else [])
+            SearchHit(
+                Article.model_validate_json(doc),
+                snippet=snippet or "",
+                score=-rank if rank is not None else None,
+                highlights=[snippet] if snippet else [],
+            )
             for doc, snippet, rank in rows
         ]
 
@@ -190,9 +203,15 @@ class SqliteStore:
     def record_alert(self, alert: Alert) -> bool:
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO alerts (id, subscription_id, article_id, created_at, doc) VALUES (?, ?, ?, ?, ?)",
-                (alert.id, alert.subscription_id, alert.article_id, alert.created_at.isoformat(),
-                 alert.model_dump_json()),
+                "INSERT OR IGNORE INTO alerts (id, subscription_id, article_id, created_at, doc)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    alert.id,
+                    alert.subscription_id,
+                    alert.article_id,
+                    alert.created_at.isoformat(),
+                    alert.model_dump_json(),
+                ),
             )
             return cursor.rowcount == 1
 
@@ -207,7 +226,8 @@ class SqliteStore:
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO dead_letters (id, stage, reason, source, created_at, doc) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO dead_letters (id, stage, reason, source, created_at, doc)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 [(d.id, d.stage, d.reason, d.source, d.created_at.isoformat(), d.model_dump_json()) for d in letters],
             )
 
@@ -223,8 +243,12 @@ class SqliteStore:
         with self._lock:
             return {
                 name: self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                for name, table in (("articles", "articles"), ("alerts", "alerts"),
-                                    ("deadletters", "dead_letters"), ("subscriptions", "subscriptions"))
+                for name, table in (
+                    ("articles", "articles"),
+                    ("alerts", "alerts"),
+                    ("deadletters", "dead_letters"),
+                    ("subscriptions", "subscriptions"),
+                )
             }
 
     # --- subscriptions ---

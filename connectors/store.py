@@ -41,8 +41,7 @@ class RejectedDocument(Exception):
 class ArticleStore(Protocol):
     """Articles, alerts, dead letters and subscriptions. Writes are idempotent by id."""
 
-    def write_articles(self, articles: Sequence[Article]) -> list[tuple[Article, WriteOutcome | RejectedDocument]]:
-        ...
+    def write_articles(self, articles: Sequence[Article]) -> list[tuple[Article, WriteOutcome | RejectedDocument]]: ...
 
     def stored_hashes(self, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
         """id -> (content_hash, enrichment_version) for the ids already stored."""

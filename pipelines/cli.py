@@ -87,15 +87,28 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.job import CycleFailed, CycleRunner, build_sources, run_forever
 
     settings = _settings(
-        args, feeds=args.feeds, sources=args.source, sink=args.sink, es_url=args.es_url, interval=args.interval,
-        fast=True if args.fast else None, spacy_model=args.spacy_model, reenrich=True if args.reenrich else None,
-        alerts_file=args.alerts_file, console_alerts=False if args.no_console_alerts else None,
+        args,
+        feeds=args.feeds,
+        sources=args.source,
+        sink=args.sink,
+        es_url=args.es_url,
+        interval=args.interval,
+        fast=True if args.fast else None,
+        spacy_model=args.spacy_model,
+        reenrich=True if args.reenrich else None,
+        alerts_file=args.alerts_file,
+        console_alerts=False if args.no_console_alerts else None,
     )
     logs.configure(settings.log_level, settings.log_json)
     runner = CycleRunner(settings, build_sources(settings), beam_args)
     runner.prepare()
-    log.info("newswatch run: sources=%s sink=%s data_dir=%s enrichment=%s", ",".join(settings.sources), settings.sink,
-             settings.data_dir, "fast (no NER)" if settings.fast else "spaCy NER + gazetteer")
+    log.info(
+        "newswatch run: sources=%s sink=%s data_dir=%s enrichment=%s",
+        ",".join(settings.sources),
+        settings.sink,
+        settings.data_dir,
+        "fast (no NER)" if settings.fast else "spaCy NER + gazetteer",
+    )
     try:
         if args.once:
             try:
@@ -143,8 +156,9 @@ def cmd_enrich(args: argparse.Namespace, _: list[str]) -> int:
 
     settings = _settings(args, fast=True if args.fast else None, spacy_model=args.spacy_model)
     logs.configure(settings.log_level, settings.log_json)
-    enricher = shared_enricher(EnrichConfig(use_model=not settings.fast, model_name=settings.spacy_model,
-                                            ner_max_chars=settings.ner_max_chars))
+    enricher = shared_enricher(
+        EnrichConfig(use_model=not settings.fast, model_name=settings.spacy_model, ner_max_chars=settings.ner_max_chars)
+    )
     out = open(args.output, "w", encoding="utf-8") if args.output and args.output != "-" else sys.stdout  # noqa: SIM115
     dead_out = open(args.dead_letters, "a", encoding="utf-8") if args.dead_letters else sys.stderr  # noqa: SIM115
     source = "stdin" if args.input == "-" else args.input
@@ -164,7 +178,9 @@ def cmd_enrich(args: argparse.Namespace, _: list[str]) -> int:
             parsed = decode_message(line.encode("utf-8"), source=f"{source}:{number}")
             if isinstance(parsed, DeadLetter):
                 dead += 1
-                dead_out.write(parsed.model_copy(update={"details": {**parsed.details, "line": number}}).model_dump_json() + "\n")
+                dead_out.write(
+                    parsed.model_copy(update={"details": {**parsed.details, "line": number}}).model_dump_json() + "\n"
+                )
                 continue
             pending.append(parsed)
             if len(pending) >= args.batch_size:
@@ -182,16 +198,26 @@ def cmd_enrich(args: argparse.Namespace, _: list[str]) -> int:
 def cmd_search(args: argparse.Namespace, _: list[str]) -> int:
     settings = _settings(args, sink=args.sink, es_url=args.es_url)
     logs.configure(settings.log_level, settings.log_json)
-    query = SearchQuery(text=" ".join(args.query), topics=args.topic or (), countries=args.country or (),
-                        since=args.since, until=args.until, limit=args.limit)
+    query = SearchQuery(
+        text=" ".join(args.query),
+        topics=args.topic or (),
+        countries=args.country or (),
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+    )
     store = _store(settings)
     try:
         hits = store.search(query)
     finally:
         store.close()
     if args.json:
-        _print_json([{**h.article.model_dump(mode="json", exclude={"text"}), "snippet": h.snippet, "score": h.score}
-                     for h in hits])
+        _print_json(
+            [
+                {**h.article.model_dump(mode="json", exclude={"text"}), "snippet": h.snippet, "score": h.score}
+                for h in hits
+            ]
+        )
         return EXIT_OK
     if not hits:
         print("no articles match", file=sys.stderr)
@@ -199,7 +225,10 @@ def cmd_search(args: argparse.Namespace, _: list[str]) -> int:
         a = hit.article
         when = a.published.strftime("%Y-%m-%d") if a.published else "----------"
         topics = ",".join(t.id for t in a.topics[:3])
-        print(f"{when}  {_short(a.title, 80)}\n            {','.join(a.countries[:4]) or '-'}  {topics or '-'}  {a.url or a.id}")
+        print(
+            f"{when}  {_short(a.title, 80)}\n"
+            f"            {','.join(a.countries[:4]) or '-'}  {topics or '-'}  {a.url or a.id}"
+        )
         if hit.snippet:
             print(f"            {_short(hit.snippet, 110)}")
     return EXIT_OK
@@ -223,9 +252,15 @@ def _subscriptions(args: argparse.Namespace, settings: Settings, store: ArticleS
     action = args.action
     if action == "add":
         try:
-            sub = subscription_from_options(args.name, topics=args.topic or (), countries=args.country or (),
-                                            entities=args.entity or (), query=args.query, subscription_id=args.id,
-                                            min_score=args.min_score)
+            sub = subscription_from_options(
+                args.name,
+                topics=args.topic or (),
+                countries=args.country or (),
+                entities=args.entity or (),
+                query=args.query,
+                subscription_id=args.id,
+                min_score=args.min_score,
+            )
         except SubscriptionError as exc:
             print(f"newswatch: cannot add subscription: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -240,33 +275,33 @@ def _subscriptions(args: argparse.Namespace, settings: Settings, store: ArticleS
         subs = store.list_subscriptions()
         if args.json:
             _print_json(subs)
-        for sub in [] if args.json else subs:
-            print(f"{sub.id:<28} {'on ' if sub.enabled else 'off'} {sub.name}: {describe(sub.rule)}")
+        for listed in [] if args.json else subs:
+            print(f"{listed.id:<28} {'on ' if listed.enabled else 'off'} {listed.name}: {describe(listed.rule)}")
         return EXIT_OK
     found = {s.id: s for s in store.list_subscriptions()}
-    sub = found.get(args.id)
-    if sub is None:
+    chosen = found.get(args.id)
+    if chosen is None:
         print(f"newswatch: no subscription {args.id!r} (have: {', '.join(found) or 'none'})", file=sys.stderr)
         return EXIT_USAGE
     if action == "show":
-        print(json.dumps(sub.model_dump(mode="json"), indent=2, ensure_ascii=False))
-        print(f"query: {describe(sub.rule)}")
+        print(json.dumps(chosen.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        print(f"query: {describe(chosen.rule)}")
         return EXIT_OK
     if action == "remove":
-        store.remove_subscription(sub.id)
-        print(f"removed {sub.id}")
+        store.remove_subscription(chosen.id)
+        print(f"removed {chosen.id}")
         return EXIT_OK
     # test: replay the stored articles through this one rule
     fired = 0
     for article in store.iter_articles():
-        result = evaluate(sub.rule, article)
+        result = evaluate(chosen.rule, article)
         if result.matched:
             fired += 1
             if args.json:
                 _print_json([{"article_id": article.id, "title": article.title, "reasons": result.reasons}])
             else:
                 print(f"{_short(article.title, 90)}\n    why: {'; '.join(result.reasons)}")
-    print(f"{fired} stored article(s) would fire {sub.id}", file=sys.stderr)
+    print(f"{fired} stored article(s) would fire {chosen.id}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -282,8 +317,11 @@ def cmd_alerts(args: argparse.Namespace, _: list[str]) -> int:
         _print_json(alerts)
         return EXIT_OK
     for alert in alerts:
-        print(f"{alert.created_at:%Y-%m-%d %H:%M}  [{alert.subscription_id}] {_short(alert.title, 80)}\n"
-              f"                  {alert.url or alert.article_id}\n                  why: {_short('; '.join(alert.reasons), 140)}")
+        print(
+            f"{alert.created_at:%Y-%m-%d %H:%M}  [{alert.subscription_id}] {_short(alert.title, 80)}\n"
+            f"                  {alert.url or alert.article_id}\n"
+            f"                  why: {_short('; '.join(alert.reasons), 140)}"
+        )
     if not alerts:
         print("no alerts yet", file=sys.stderr)
     return EXIT_OK
@@ -301,8 +339,10 @@ def cmd_deadletters(args: argparse.Namespace, _: list[str]) -> int:
         _print_json(letters)
         return EXIT_OK
     for letter in letters:
-        print(f"{letter.created_at:%Y-%m-%d %H:%M}  {letter.stage:<9} {letter.source or '-'}\n"
-              f"                  {_short(letter.reason, 140)}")
+        print(
+            f"{letter.created_at:%Y-%m-%d %H:%M}  {letter.stage:<9} {letter.source or '-'}\n"
+            f"                  {_short(letter.reason, 140)}"
+        )
     if not letters:
         print("no dead letters", file=sys.stderr)
     return EXIT_OK
@@ -351,16 +391,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newswatch",
         description="Streaming news monitoring: feeds and Kafka -> Apache Beam -> entities, places, topics -> "
-                    "store and alerts.",
+        "store and alerts.",
         epilog="Run `newswatch COMMAND --help` for a command's options.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
 
-    run = sub.add_parser("run", parents=[common], formatter_class=fmt, epilog=ENV_HELP,
-                         help="the continuous ingestion job (one cycle with --once)",
-                         description="Read the sources in cycles, enrich and index new articles, alert on matches. "
-                                     "Unrecognised --options go to Apache Beam (e.g. --runner, --streaming).")
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        formatter_class=fmt,
+        epilog=ENV_HELP,
+        help="the continuous ingestion job (one cycle with --once)",
+        description="Read the sources in cycles, enrich and index new articles, alert on matches. "
+        "Unrecognised --options go to Apache Beam (e.g. --runner, --streaming).",
+    )
     run.add_argument("--once", action="store_true", help="run one cycle (polling every feed now) and exit")
     run.add_argument("--interval", type=float, help="seconds between cycles (default 300)")
     run.add_argument("--feeds", help="feed URLs or paths, comma-separated, or a file listing them")
@@ -375,10 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="with --once: exit 3 when anything was dead-lettered")
     run.set_defaults(func=cmd_run)
 
-    enrich = sub.add_parser("enrich", parents=[common], help="enrich JSON Lines articles (batch)",
-                            description="Read articles as JSON Lines ({title, text or summary, url?, published?, id?}) "
-                                        "and write one Article JSON line per valid input line, in order. Invalid "
-                                        "lines go to the dead-letter output with a reason; exit status 3 then.")
+    enrich = sub.add_parser(
+        "enrich",
+        parents=[common],
+        help="enrich JSON Lines articles (batch)",
+        description="Read articles as JSON Lines ({title, text or summary, url?, published?, id?}) "
+        "and write one Article JSON line per valid input line, in order. Invalid "
+        "lines go to the dead-letter output with a reason; exit status 3 then.",
+    )
     enrich.add_argument("input", nargs="?", default="-", help="input file, or - for stdin (default)")
     enrich.add_argument("-o", "--output", help="output file (default stdout)")
     enrich.add_argument("--dead-letters", help="append dead letters here (default stderr)")
@@ -387,9 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     enrich.add_argument("--batch-size", type=int, default=32, help="articles per model batch (default 32)")
     enrich.set_defaults(func=cmd_enrich)
 
-    search = sub.add_parser("search", parents=[common], help="search the configured store",
-                            description="Full-text search (SQLite FTS5 syntax: words, \"phrases\", AND/OR/NOT, "
-                                        "prefix*) with topic, country and date filters.")
+    search = sub.add_parser(
+        "search",
+        parents=[common],
+        help="search the configured store",
+        description='Full-text search (SQLite FTS5 syntax: words, "phrases", AND/OR/NOT, '
+        "prefix*) with topic, country and date filters.",
+    )
     search.add_argument("query", nargs="*", help="words to search for; empty lists the newest")
     search.add_argument("--topic", action="append", help="only articles with this topic (repeatable: all of them)")
     search.add_argument("--country", action="append", help="only articles about this ISO country code (repeatable)")
@@ -401,25 +454,36 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="one JSON object per line")
     search.set_defaults(func=cmd_search)
 
-    subs = sub.add_parser("subscriptions", parents=[common], help="manage alert subscriptions",
-                          description="Subscriptions say which articles raise an alert.")
+    subs = sub.add_parser(
+        "subscriptions",
+        parents=[common],
+        help="manage alert subscriptions",
+        description="Subscriptions say which articles raise an alert.",
+    )
     subs_sub = subs.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = subs_sub.add_parser("add", parents=[common], help="add a subscription",
-                              description="Conditions of one kind are ORed; kinds and --query are ANDed. Query syntax: "
-                                          'topic:T[>=score] country:CC region:"R" entity:"E" source:S "phrase" word, '
-                                          "with AND, OR, NOT and parentheses.")
+    add = subs_sub.add_parser(
+        "add",
+        parents=[common],
+        help="add a subscription",
+        description="Conditions of one kind are ORed; kinds and --query are ANDed. Query syntax: "
+        'topic:T[>=score] country:CC region:"R" entity:"E" source:S "phrase" word, '
+        "with AND, OR, NOT and parentheses.",
+    )
     add.add_argument("name")
     add.add_argument("--id", help="subscription id (default: from the name)")
     add.add_argument("--topic", action="append", help="topic id (repeatable)")
     add.add_argument("--min-score", type=float, default=0.0, help="minimum topic score (0-1)")
     add.add_argument("--country", action="append", help="ISO country code (repeatable)")
     add.add_argument("--entity", action="append", help="entity name or id (repeatable)")
-    add.add_argument("--query", help='boolean query, e.g. \'topic:airstrike AND NOT "drone show"\'')
+    add.add_argument("--query", help="boolean query, e.g. 'topic:airstrike AND NOT \"drone show\"'")
     add.add_argument("--replace", action="store_true", help="replace a subscription with the same id")
     lst = subs_sub.add_parser("list", parents=[common], help="list subscriptions")
     lst.add_argument("--json", action="store_true")
-    for name, text in (("show", "show one subscription"), ("remove", "remove a subscription"),
-                       ("test", "replay stored articles through one subscription")):
+    for name, text in (
+        ("show", "show one subscription"),
+        ("remove", "remove a subscription"),
+        ("test", "replay stored articles through one subscription"),
+    ):
         p = subs_sub.add_parser(name, parents=[common], help=text)
         p.add_argument("id")
         if name == "test":
@@ -447,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats.set_defaults(func=cmd_stats)
 
     schema = sub.add_parser("schema", parents=[common], help="JSON Schema of the data models")
-    schema.add_argument("model", nargs="?", help="RawArticle, Article, Entity, Place, TopicTag, Subscription, Alert, DeadLetter")
+    schema.add_argument(
+        "model", nargs="?", help="RawArticle, Article, Entity, Place, TopicTag, Subscription, Alert, DeadLetter"
+    )
     schema.add_argument("--out", help="write one NAME.schema.json per model into this directory")
     schema.set_defaults(func=cmd_schema)
     return parser

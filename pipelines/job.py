@@ -57,24 +57,36 @@ class RssSource:
 
     name = "rss"
 
-    def __init__(self, feeds: Sequence[str], fetcher: FeedFetcher, policy: PollPolicy, state: FeedStateStore,
-                 workers: int = 8) -> None:
+    def __init__(
+        self, feeds: Sequence[str], fetcher: FeedFetcher, policy: PollPolicy, state: FeedStateStore, workers: int = 8
+    ) -> None:
         self.feeds, self.fetcher, self.policy, self.state, self.workers = list(feeds), fetcher, policy, state, workers
 
     def poll(self, force: bool = False) -> SourceBatch:
         now = datetime.now(UTC)
         states = self.state.get_all()
         due = [f for f in self.feeds if force or f not in states or states[f].is_due(now)]
-        log.info("polling %d feed(s)%s", len(due), f" ({len(self.feeds) - len(due)} not due yet)" if len(due) < len(self.feeds) else "")
+        log.info(
+            "polling %d feed(s)%s",
+            len(due),
+            f" ({len(self.feeds) - len(due)} not due yet)" if len(due) < len(self.feeds) else "",
+        )
         with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(due) or 1))) as pool:
-            batches: list[FeedBatch] = list(pool.map(lambda f: poll_feed(f, states.get(f), self.fetcher, self.policy, now), due))
+            batches: list[FeedBatch] = list(
+                pool.map(lambda f: poll_feed(f, states.get(f), self.fetcher, self.policy, now), due)
+            )
         records: list[str] = []
         for batch in batches:
             records += [article_record(a) for a in batch.articles]
             records += [dead_letter_record(d) for d in batch.dead_letters]
             if batch.articles or not batch.not_modified:
-                log.info("feed=%s entries=%d dead_letters=%d%s", batch.url, len(batch.articles), len(batch.dead_letters),
-                         " (not modified)" if batch.not_modified else "")
+                log.info(
+                    "feed=%s entries=%d dead_letters=%d%s",
+                    batch.url,
+                    len(batch.articles),
+                    len(batch.dead_letters),
+                    " (not modified)" if batch.not_modified else "",
+                )
         new_states = [b.state for b in batches if b.state is not None]
         stats = {
             "feeds": len(due),
@@ -107,10 +119,12 @@ class CycleSummary:
 def pipeline_config(settings: Settings) -> PipelineConfig:
     return PipelineConfig(
         store=StoreConfig(kind=settings.sink, sqlite_path=str(settings.store_path)),
-        enrich=EnrichConfig(use_model=not settings.fast, model_name=settings.spacy_model,
-                            ner_max_chars=settings.ner_max_chars),
-        channels=ChannelConfig(console=settings.console_alerts,
-                               jsonl_path=str(settings.alerts_file) if settings.alerts_file else None),
+        enrich=EnrichConfig(
+            use_model=not settings.fast, model_name=settings.spacy_model, ner_max_chars=settings.ner_max_chars
+        ),
+        channels=ChannelConfig(
+            console=settings.console_alerts, jsonl_path=str(settings.alerts_file) if settings.alerts_file else None
+        ),
         reenrich=settings.reenrich,
     )
 
@@ -123,14 +137,26 @@ def build_sources(settings: Settings) -> list[Source]:
     sources: list[Source] = []
     if "rss" in settings.sources:
         fetcher = FeedFetcher(
-            FetchLimits(read_timeout_s=settings.fetch_timeout, total_timeout_s=settings.fetch_timeout * 2,
-                        max_bytes=settings.fetch_max_bytes, user_agent=settings.user_agent),
+            FetchLimits(
+                read_timeout_s=settings.fetch_timeout,
+                total_timeout_s=settings.fetch_timeout * 2,
+                max_bytes=settings.fetch_max_bytes,
+                user_agent=settings.user_agent,
+            ),
             allowed_dirs=allowed_feed_dirs(settings),
         )
-        policy = PollPolicy(interval=timedelta(seconds=settings.feed_interval),
-                            max_backoff=timedelta(seconds=settings.feed_max_backoff))
-        sources.append(RssSource(read_feed_list(settings.feeds), fetcher, policy, FeedStateStore(settings.state_path),
-                                 workers=settings.fetch_workers))
+        policy = PollPolicy(
+            interval=timedelta(seconds=settings.feed_interval), max_backoff=timedelta(seconds=settings.feed_max_backoff)
+        )
+        sources.append(
+            RssSource(
+                read_feed_list(settings.feeds),
+                fetcher,
+                policy,
+                FeedStateStore(settings.state_path),
+                workers=settings.fetch_workers,
+            )
+        )
     if "kafka" in settings.sources:
         raise SettingsError("sources: the kafka source is not part of this build yet; use rss")
     return sources
@@ -168,7 +194,9 @@ class CycleRunner:
             result_counts = self._run_pipeline(records)
         for batch in batches:
             batch.commit()
-        return CycleSummary(self.cycles, time.monotonic() - started, {b.source: b.stats for b in batches}, result_counts)
+        return CycleSummary(
+            self.cycles, time.monotonic() - started, {b.source: b.stats for b in batches}, result_counts
+        )
 
     def _run_pipeline(self, records: list[str]) -> PipelineCounts:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +240,7 @@ def run_forever(runner: CycleRunner, interval: float, stop: threading.Event, max
             summary = runner.run_cycle()
         except CycleFailed as exc:
             failures += 1
-            wait = min(max_failure_wait, 2.0 ** failures)
+            wait = min(max_failure_wait, 2.0**failures)
             log.error("cycle %d failed (%s); nothing committed; retrying in %.0fs", runner.cycles, exc, wait)
         else:
             failures = 0

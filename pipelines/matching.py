@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from schemas import (
-    AllOf,
     Alert,
+    AllOf,
     AnyOf,
     Article,
     CountryCondition,
@@ -169,12 +169,19 @@ class SubscriptionMatcher:
 
 
 def make_alert(subscription: Subscription, article: Article, reasons: Sequence[str]) -> Alert:
-    people_and_groups = list(dict.fromkeys(
-        e.canonical for e in article.entities if e.label in ("PERSON", "ORG")))
+    people_and_groups = list(dict.fromkeys(e.canonical for e in article.entities if e.label in ("PERSON", "ORG")))
     return Alert(
-        subscription_id=subscription.id, subscription_name=subscription.name, article_id=article.id,
-        title=article.title, url=article.url, published=article.published, source=article.source_name or article.source,
-        reasons=list(reasons), topics=article.topics, countries=article.countries, entities=people_and_groups[:20],
+        subscription_id=subscription.id,
+        subscription_name=subscription.name,
+        article_id=article.id,
+        title=article.title,
+        url=article.url,
+        published=article.published,
+        source=article.source_name or article.source,
+        reasons=list(reasons),
+        topics=article.topics,
+        countries=article.countries,
+        entities=people_and_groups[:20],
     )
 
 
@@ -196,7 +203,7 @@ def parse_query(query: str) -> Rule:
     while pos < len(query):
         m = _TOKEN.match(query, pos)
         if not m or m.end() == pos:
-            raise QueryError(f"cannot read the query at column {pos + 1}: {query[pos:pos + 20]!r}")
+            raise QueryError(f"cannot read the query at column {pos + 1}: {query[pos : pos + 20]!r}")
         start = m.start() + (len(m.group()) - len(m.group().lstrip()))
         if m.group(1):
             tokens.append(("(", "(", start))
@@ -288,5 +295,6 @@ def _condition(term: str, column: int) -> Rule:
             return TextCondition(text=value)
     except ValueError as exc:
         raise QueryError(f"{term!r} at column {column + 1}: {exc}") from None
-    raise QueryError(f"unknown field {field_name!r} at column {column + 1}; "
-                     "use topic:, country:, region:, entity:, source: or text:")
+    raise QueryError(
+        f"unknown field {field_name!r} at column {column + 1}; use topic:, country:, region:, entity:, source: or text:"
+    )

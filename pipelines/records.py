@@ -24,8 +24,9 @@ def dead_letter_record(letter: DeadLetter) -> str:
 
 def message_record(value: bytes, *, source: str, meta: dict[str, Any] | None = None) -> str:
     """A message whose bytes still have to be decoded (Kafka): kept raw so a bad one is dead-lettered as is."""
-    return json.dumps({"kind": "message", "source": source, "meta": meta or {},
-                       "value_b64": base64.b64encode(value).decode("ascii")})
+    return json.dumps(
+        {"kind": "message", "source": source, "meta": meta or {}, "value_b64": base64.b64encode(value).decode("ascii")}
+    )
 
 
 def parse_record(line: str) -> RawArticle | DeadLetter:
@@ -40,8 +41,9 @@ def parse_record(line: str) -> RawArticle | DeadLetter:
     if kind == "article":
         return _validate(record["payload"], source=record["payload"].get("source", ""), payload=line)
     if kind == "message":
-        return decode_message(base64.b64decode(record["value_b64"]), source=record.get("source", ""),
-                              meta=record.get("meta") or {})
+        return decode_message(
+            base64.b64decode(record["value_b64"]), source=record.get("source", ""), meta=record.get("meta") or {}
+        )
     return DeadLetter(stage="parse", reason=f"unknown record kind {kind!r}", payload=line)
 
 
@@ -51,28 +53,49 @@ def decode_message(value: bytes, *, source: str, meta: dict[str, Any] | None = N
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return DeadLetter(stage="parse", reason=f"not UTF-8: {exc.reason} at byte {exc.start}",
-                          payload=value, source=source, details=details)
+        return DeadLetter(
+            stage="parse",
+            reason=f"not UTF-8: {exc.reason} at byte {exc.start}",
+            payload=value,
+            source=source,
+            details=details,
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return DeadLetter(stage="parse", reason=f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                          payload=text, source=source, details=details)
+        return DeadLetter(
+            stage="parse",
+            reason=f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            payload=text,
+            source=source,
+            details=details,
+        )
     if not isinstance(data, dict):
-        return DeadLetter(stage="parse", reason=f"expected a JSON object, got {type(data).__name__}",
-                          payload=text, source=source, details=details)
+        return DeadLetter(
+            stage="parse",
+            reason=f"expected a JSON object, got {type(data).__name__}",
+            payload=text,
+            source=source,
+            details=details,
+        )
     data.setdefault("source", source)
     return _validate(data, source=source, payload=text, details=details)
 
 
-def _validate(data: dict[str, Any], *, source: str, payload: str, details: dict[str, Any] | None = None
-              ) -> RawArticle | DeadLetter:
+def _validate(
+    data: dict[str, Any], *, source: str, payload: str, details: dict[str, Any] | None = None
+) -> RawArticle | DeadLetter:
     try:
         return RawArticle.model_validate(data)
     except ValidationError as exc:
         reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'article'}: {e['msg']}" for e in exc.errors())
-        return DeadLetter(stage="validate", reason=f"schema violation: {reason}", payload=payload, source=source,
-                          details=details or {})
+        return DeadLetter(
+            stage="validate",
+            reason=f"schema violation: {reason}",
+            payload=payload,
+            source=source,
+            details=details or {},
+        )
 
 
 def normalize(raw: RawArticle, now: datetime | None = None) -> RawArticle:
@@ -89,6 +112,7 @@ def normalize(raw: RawArticle, now: datetime | None = None) -> RawArticle:
 
 def prefer(a: RawArticle, b: RawArticle) -> RawArticle:
     """Of two records with the same id, keep the newer, then the fuller one (deterministic)."""
+
     def key(r: RawArticle) -> tuple[datetime, int, str]:
         return (r.published or datetime.min.replace(tzinfo=UTC), len(r.text), r.source)
 

@@ -32,10 +32,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
     data_dir: Path = Field(Path(".newswatch"), description="Embedded store and job state")
-    feeds: CommaList = Field(default_factory=lambda: [str(FEEDS_DIR)],
-                             description="Feed URLs or paths, comma-separated, or a file listing them")
-    feed_dirs: CommaList = Field(default_factory=list,
-                                 description="Directories local feed files may be read from (besides seeds/ and cwd)")
+    feeds: CommaList = Field(
+        default_factory=lambda: [str(FEEDS_DIR)],
+        description="Feed URLs or paths, comma-separated, or a file listing them",
+    )
+    feed_dirs: CommaList = Field(
+        default_factory=list, description="Directories local feed files may be read from (besides seeds/ and cwd)"
+    )
     sources: CommaList = Field(default_factory=lambda: ["rss"], description="rss, kafka, or both")
     sink: Literal["sqlite", "elasticsearch"] = "sqlite"
     interval: float = Field(300.0, gt=0, description="Seconds between cycles of the continuous job")
@@ -51,8 +54,9 @@ class Settings(BaseSettings):
     ner_max_chars: int = Field(0, ge=0, description="Run NER on title + first N chars (0: whole text)")
     reenrich: bool = Field(False, description="Enrich articles again even when already stored unchanged")
 
-    subscriptions_file: Path = Field(SEEDS_DIR / "subscriptions.yaml",
-                                     description="Default subscriptions, loaded into an empty store")
+    subscriptions_file: Path = Field(
+        SEEDS_DIR / "subscriptions.yaml", description="Default subscriptions, loaded into an empty store"
+    )
     alerts_file: Path | None = Field(None, description="Also append alerts as JSON Lines to this file")
     console_alerts: bool = Field(True, description="Print alerts on stdout")
 
@@ -149,7 +153,9 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = _ConfigFileSource.path or (Path(os.environ["NEWSWATCH_CONFIG"]) if os.environ.get("NEWSWATCH_CONFIG") else None)
+        path = _ConfigFileSource.path or (
+            Path(os.environ["NEWSWATCH_CONFIG"]) if os.environ.get("NEWSWATCH_CONFIG") else None
+        )
         if path is None:
             return {}
         try:
@@ -159,7 +165,9 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         try:
             data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-            raise SettingsError(f"config file {path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
+            raise SettingsError(
+                f"config file {path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}"
+            ) from exc
         if not isinstance(data, dict):
             raise SettingsError(f"config file {path}: expected a table of settings")
         section = data.get("newswatch", data)
@@ -177,8 +185,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Settings from flags (`overrides`, None meaning 'not given'), env and config file."""
     unknown = unknown_env_vars()
     if unknown:
-        raise SettingsError(f"unknown setting(s) in the environment: {', '.join(unknown)} "
-                            f"(see `newswatch run --help` for the NEWSWATCH_* variables)")
+        raise SettingsError(
+            f"unknown setting(s) in the environment: {', '.join(unknown)} "
+            f"(see `newswatch run --help` for the NEWSWATCH_* variables)"
+        )
     _ConfigFileSource.path = config_file
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})

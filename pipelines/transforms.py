@@ -17,7 +17,7 @@ from connectors.store import ArticleStore, RejectedDocument, StoreConfig, open_s
 from pipelines.enrich import EnrichConfig, enrichment_version, shared_enricher
 from pipelines.matching import SubscriptionMatcher
 from pipelines.records import normalize, parse_record, prefer
-from schemas import Alert, Article, DeadLetter, RawArticle, content_hash
+from schemas import Alert, Article, DeadLetter, RawArticle, Stage, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,16 @@ class PipelineConfig:
     write_batch_size: int = 200
 
 
-def _error_letter(stage: str, element: Any, exc: BaseException) -> DeadLetter:
+def _error_letter(stage: Stage, element: Any, exc: BaseException) -> DeadLetter:
     payload = element.model_dump_json() if hasattr(element, "model_dump_json") else repr(element)
     source = getattr(element, "source", "") or ""
-    return DeadLetter(stage=stage, reason=f"{type(exc).__name__}: {exc}", payload=payload, source=source,
-                      details={"article_id": getattr(element, "id", None)})
+    return DeadLetter(
+        stage=stage,
+        reason=f"{type(exc).__name__}: {exc}",
+        payload=payload,
+        source=source,
+        details={"article_id": getattr(element, "id", None)},
+    )
 
 
 class _StoreDoFn(beam.DoFn):
@@ -195,9 +200,16 @@ class _WriteArticlesFn(_StoreDoFn):
         # StoreUnavailable propagates: the cycle fails and commits nothing.
         for article, outcome in self.store.write_articles(batch):
             if isinstance(outcome, RejectedDocument):
-                yield TaggedOutput(DEAD, DeadLetter(stage="index", reason=f"rejected by the store: {outcome}",
-                                                    payload=article.model_dump_json(), source=article.source,
-                                                    details={"article_id": article.id}))
+                yield TaggedOutput(
+                    DEAD,
+                    DeadLetter(
+                        stage="index",
+                        reason=f"rejected by the store: {outcome}",
+                        payload=article.model_dump_json(),
+                        source=article.source,
+                        details={"article_id": article.id},
+                    ),
+                )
                 continue
             counter(outcome).inc()
             yield article
@@ -269,8 +281,13 @@ class _DeliverFn(_StoreDoFn):
             try:
                 channel.deliver(alert)
             except DeliveryError as exc:
-                yield DeadLetter(stage="deliver", reason=f"{channel.name}: {exc}", payload=alert.model_dump_json(),
-                                 source=alert.subscription_id, details={"channel": channel.name})
+                yield DeadLetter(
+                    stage="deliver",
+                    reason=f"{channel.name}: {exc}",
+                    payload=alert.model_dump_json(),
+                    source=alert.subscription_id,
+                    details={"channel": channel.name},
+                )
 
     def teardown(self) -> None:
         for channel in getattr(self, "channels", []):

@@ -2,8 +2,8 @@
 
 from schemas.ids import article_id, canonical_url, content_hash, stable_hash
 from schemas.models import (
-    AllOf,
     Alert,
+    AllOf,
     AnyOf,
     Article,
     CountryCondition,
@@ -25,9 +25,7 @@ from schemas.models import (
     utcnow,
 )
 
-MODELS = {
-    m.__name__: m for m in (RawArticle, Article, Entity, Place, TopicTag, Subscription, Alert, DeadLetter)
-}
+MODELS = {m.__name__: m for m in (RawArticle, Article, Entity, Place, TopicTag, Subscription, Alert, DeadLetter)}
 
 
 def json_schema(name: str) -> dict[str, object]:
@@ -41,8 +39,8 @@ def json_schema(name: str) -> dict[str, object]:
 
 __all__ = [
     "MODELS",
-    "AllOf",
     "Alert",
+    "AllOf",
     "AnyOf",
     "Article",
     "CountryCondition",

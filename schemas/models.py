@@ -324,6 +324,5 @@ class DeadLetter(_Model):
     @model_validator(mode="after")
     def _id(self) -> DeadLetter:
         if not self.id:
-            self.id = stable_hash("dl", self.stage, self.source, self.reason, self.payload,
-                                  self.created_at.isoformat())
+            self.id = stable_hash("dl", self.stage, self.source, self.reason, self.payload, self.created_at.isoformat())
         return self

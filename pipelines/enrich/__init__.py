@@ -20,7 +20,9 @@ from seeds import seed_path
 log = logging.getLogger(__name__)
 
 ENRICHMENT_VERSION = "1"
-_DATELINE = re.compile(r"^\W*(?:date\s+\S+\s+)?\(?([A-Z][A-Z'.-]+(?:[ ,]+[A-Za-z'.-]+){0,3})\)?\s*(?:\([^)]*\)\s*)?[—–-]")
+_DATELINE = re.compile(
+    r"^\W*(?:date\s+\S+\s+)?\(?([A-Z][A-Z'.-]+(?:[ ,]+[A-Za-z'.-]+){0,3})\)?\s*(?:\([^)]*\)\s*)?[—–-]"
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,16 @@ class Enricher:
         dateline_end = body_start + dateline.end() if dateline else body_start
         matches = self.gazetteer.find(text)
         entities = self.entities.extract(text, model_ents, matches)
-        geo = resolve(self.gazetteer, text, matches, entities, title_end=title_end, lead_end=lead_end,
-                      dateline_end=dateline_end, used_model=self.nlp is not None)
+        geo = resolve(
+            self.gazetteer,
+            text,
+            matches,
+            entities,
+            title_end=title_end,
+            lead_end=lead_end,
+            dateline_end=dateline_end,
+            used_model=self.nlp is not None,
+        )
         topics = self.topics.detect(sentences, title_sentences=max(1, title_sentences))
         return Article(
             **raw.model_dump(),

