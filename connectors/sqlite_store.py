@@ -174,7 +174,7 @@ class SqliteStore:
             sql += " ORDER BY a.published DESC LIMIT ?"
             return self._hits(sql, [*params, query.limit])
         sql = (
-            "SELECT a.doc, snippet(articles_fts, 2, '[', ']', '…', 16), bm25(articles_fts, 0, 4.0, 1.0)"
+            "SELECT a.doc, snippet(articles_fts, -1, '[', ']', '…', 16), bm25(articles_fts, 0, 4.0, 1.0)"
             " FROM articles_fts JOIN articles a ON a.id = articles_fts.id WHERE articles_fts MATCH ?"
         )
         sql += "".join(" AND " + w for w in where) + " ORDER BY bm25(articles_fts, 0, 4.0, 1.0) LIMIT ?"

@@ -111,6 +111,7 @@ class EntityExtractor:
             entities[(start, end)] = Entity(text=text[start:end], label=label, start=start, end=end)
         self._drop_titles(text, entities)
         self._apply_gazetteer(text, entities, matches)
+        self._link_unresolved(entities)
         self._link_people(text, entities)
         return sorted(entities.values(), key=lambda e: (e.start, e.end))
 
@@ -191,6 +192,20 @@ class EntityExtractor:
                     kb_id=f"geonames:{place.geonames_id}" if place.geonames_id else None,
                     source="rule",
                 )
+
+    def _link_unresolved(self, entities: dict[tuple[int, int], Entity]) -> None:
+        """Model entities inside a longer gazetteer match ("U.S." in "U.S. forces") still get their ids."""
+        for entity in entities.values():
+            if entity.kb_id or entity.label not in ("GPE", "NORP", "LOC"):
+                continue
+            for candidate in self.gazetteer.lookup(entity.text):
+                if candidate.kind == "country" and entity.label == "GPE":
+                    entity.kb_id, entity.canonical = candidate.ref, self.gazetteer.countries[candidate.ref].name
+                elif candidate.kind == "demonym" and entity.label == "NORP":
+                    entity.kb_id = candidate.ref
+                else:
+                    continue
+                break
 
     def _link_people(self, text: str, entities: dict[tuple[int, int], Entity]) -> None:
         """Every later 'Soleimani' after 'Qassem Soleimani' is the same PERSON, whatever the model said."""
