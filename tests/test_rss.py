@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import feedparser
-import pytest
 
 from connectors.rss import (
     FeedFetcher,
@@ -27,7 +26,8 @@ from tests.servers import FeedServer
 RSS = b"""<?xml version="1.0" encoding="UTF-8"?>
 <rss version="2.0"><channel><title>Test Wire</title>
 <item><title>Troops leave &amp; return</title><link>https://example.com/a?utm_source=rss</link>
-<description>&lt;p&gt;First &lt;b&gt;para&lt;/b&gt;.&lt;/p&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;p&gt;Second.&lt;/p&gt;</description>
+<description>&lt;p&gt;First &lt;b&gt;para&lt;/b&gt;.&lt;/p&gt;&lt;script&gt;alert(1)&lt;/script&gt;
+&lt;p&gt;Second.&lt;/p&gt;</description>
 <pubDate>Sun, 05 Jan 2020 18:30:00 +0300</pubDate><guid>https://example.com/a</guid></item>
 <item><title>No date item</title><link>https://example.com/b</link><description>Body b.</description></item>
 </channel></rss>"""
