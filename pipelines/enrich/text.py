@@ -29,7 +29,7 @@ def split_sentences(text: str) -> list[Sentence]:
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _BOUNDARY.finditer(text):
-        if match.group().strip() and not _ends_sentence(text[start : match.start() + 1]):
+        if match.group().strip() and not _ends_sentence(text[max(start, match.start() - 40) : match.start() + 1]):
             continue
         spans.append((start, match.start() + (1 if match.group().strip() else 0)))
         start = match.end()
