@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import feedparser
 import nh3
 import requests
+import urllib3
 from pydantic import ValidationError
 
 from schemas import DeadLetter, RawArticle
@@ -158,15 +159,16 @@ class FeedFetcher:
             chunks: list[bytes] = []
             size = 0
             try:
-                # iter_content decodes gzip/deflate, so the cap applies to the inflated size (gzip bombs).
-                for chunk in response.iter_content(chunk_size=64 * 1024):
+                # read1 returns whatever one receive brought, so a server trickling bytes cannot outlast the
+                # deadline; decoding happens here, so the cap applies to the inflated size (gzip bombs).
+                while chunk := response.raw.read1(64 * 1024, decode_content=True):
                     size += len(chunk)
                     if size > self.limits.max_bytes:
                         raise FeedError(f"response too large: over the limit of {self.limits.max_bytes} bytes")
                     if time.monotonic() > deadline:
                         raise FeedError(f"timed out: body not read within {self.limits.total_timeout_s:g}s")
                     chunks.append(chunk)
-            except requests.RequestException as exc:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 raise FeedError(f"reading body failed: {type(exc).__name__}: {_short(exc)}") from exc
             return FetchResult(
                 url,
@@ -237,6 +239,8 @@ def entry_to_raw(entry: Any, *, feed_url: str, feed_title: str, fetched_at: date
     """One feedparser entry as a RawArticle; raises ValidationError for entries that are nonsense."""
     link = entry.get("link") or None
     guid = entry.get("id") or None
+    if link is not None and not is_url(link):
+        link = None  # e.g. a tag: GUID that feedparser took for a permalink; the GUID still identifies it
     if link is None and guid and is_url(guid):
         link = guid
     return RawArticle(
