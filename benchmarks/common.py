@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ DEVSET = Path(__file__).resolve().parent.parent / "tests" / "data" / "devset" / 
 
 def machine() -> dict[str, Any]:
     cpu = ""
-    try:
+    with contextlib.suppress(OSError):
         cpu = next(
             (
                 line.split(":", 1)[1].strip()
@@ -32,8 +33,6 @@ def machine() -> dict[str, Any]:
             ),
             "",
         )
-    except OSError:
-        pass
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu}
 
 
