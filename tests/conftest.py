@@ -68,3 +68,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input_text: str | Non
     environment = env_with(PYTHONPATH=str(REPO), **(env or {}))
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
                           env=environment, input=input_text, cwd=cwd or REPO, timeout=timeout)
+
+
+# Elasticsearch fixtures (es_prefix, es_client, es_store): tests/es_support.py.
+pytest_plugins = ["tests.es_support"]
