@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from pydantic import SecretStr
+
 from schemas import Alert, Article, DeadLetter, Subscription
 
 WriteOutcome = Literal["new", "updated"]
@@ -79,11 +81,29 @@ class ArticleStore(Protocol):
 
 
 @dataclass(frozen=True)
+class ElasticsearchConfig:
+    """Where and how to reach Elasticsearch. Secrets stay SecretStr (masked in repr and logs)."""
+
+    url: str = "http://localhost:9200"
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: str | None = None
+    index_prefix: str = "newswatch"
+    timeout: float = 30.0
+    max_retries: int = 8
+    max_backoff: float = 30.0
+    bulk_max_docs: int = 500
+    bulk_max_bytes: int = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Picklable description of a store, so each Beam worker opens its own client in setup()."""
 
     kind: Literal["sqlite", "elasticsearch"] = "sqlite"
     sqlite_path: str = ".newswatch/newswatch.db"
+    elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
 
 
 def open_store(config: StoreConfig) -> ArticleStore:
@@ -91,4 +111,8 @@ def open_store(config: StoreConfig) -> ArticleStore:
         from connectors.sqlite_store import SqliteStore
 
         return SqliteStore(config.sqlite_path)
+    if config.kind == "elasticsearch":
+        from connectors.elasticsearch import ElasticsearchStore
+
+        return ElasticsearchStore(config.elasticsearch)
     raise StoreUnavailable(f"store kind {config.kind!r} is not available in this build")

@@ -16,10 +16,11 @@ from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from connectors.store import ArticleStore, SearchQuery, StoreConfig, open_store
-from pipelines import logs
+from connectors.store import ArticleStore, SearchQuery, StoreUnavailable, open_store
+from pipelines import es_cli, logs
 from pipelines.matching import describe, evaluate
 from pipelines.settings import Settings, SettingsError, load_settings
+from pipelines.stores import store_config
 from pipelines.subscriptions import SubscriptionError, subscription_from_options
 
 log = logging.getLogger("newswatch")
@@ -40,6 +41,7 @@ ENV_HELP = """settings (flag > env var > config file key):
   NEWSWATCH_ALERTS_FILE     also append alerts as JSON Lines here
   NEWSWATCH_ES_URL, NEWSWATCH_ES_API_KEY (or _FILE), NEWSWATCH_KAFKA_BOOTSTRAP_SERVERS,
   NEWSWATCH_KAFKA_TOPIC, NEWSWATCH_KAFKA_GROUP_ID, NEWSWATCH_KAFKA_DLQ_TOPIC, NEWSWATCH_ALERTS_TOPIC
+  NEWSWATCH_ES_USERNAME, _PASSWORD (or _FILE), _CA_FILE, _INDEX_PREFIX, _MAX_RETRIES, ...: docs/elasticsearch.md
   NEWSWATCH_CONFIG          a TOML or YAML file with any of the settings above (lower-case keys)
 Unknown NEWSWATCH_* variables and invalid values stop the job at start-up, naming the setting."""
 
@@ -48,6 +50,8 @@ Unknown NEWSWATCH_* variables and invalid values stop the job at start-up, namin
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    for name in ("sink", "es_url", "es_index_prefix"):  # the store flags, where the command has them
+        overrides.setdefault(name, getattr(args, name, None))
     return load_settings(
         config_file=getattr(args, "config", None),
         data_dir=getattr(args, "data_dir", None),
@@ -58,7 +62,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def _store(settings: Settings) -> ArticleStore:
-    return open_store(StoreConfig(kind=settings.sink, sqlite_path=str(settings.store_path)))
+    return open_store(store_config(settings))
 
 
 def _print_json(items: Sequence[BaseModel] | Sequence[dict[str, Any]], out: TextIO = sys.stdout) -> None:
@@ -436,12 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     enrich.add_argument("--batch-size", type=int, default=32, help="articles per model batch (default 32)")
     enrich.set_defaults(func=cmd_enrich)
 
+    store = es_cli.store_flag_parent()
     search = sub.add_parser(
         "search",
-        parents=[common],
+        parents=[common, store],
         help="search the configured store",
-        description='Full-text search (SQLite FTS5 syntax: words, "phrases", AND/OR/NOT, '
-        "prefix*) with topic, country and date filters.",
+        description='Full-text search (words, "phrases", AND/OR/NOT, prefix*: SQLite FTS5 syntax on the '
+        "embedded store, Lucene query syntax on Elasticsearch) with topic, country and date filters.",
     )
     search.add_argument("query", nargs="*", help="words to search for; empty lists the newest")
     search.add_argument("--topic", action="append", help="only articles with this topic (repeatable: all of them)")
@@ -449,8 +454,6 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--since", type=_date, help="published on or after this date")
     search.add_argument("--until", type=_date, help="published before this date")
     search.add_argument("--limit", type=int, default=20)
-    search.add_argument("--sink", choices=["sqlite", "elasticsearch"])
-    search.add_argument("--es-url")
     search.add_argument("--json", action="store_true", help="one JSON object per line")
     search.set_defaults(func=cmd_search)
 
@@ -463,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     subs_sub = subs.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = subs_sub.add_parser(
         "add",
-        parents=[common],
+        parents=[common, store],
         help="add a subscription",
         description="Conditions of one kind are ORed; kinds and --query are ANDed. Query syntax: "
         'topic:T[>=score] country:CC region:"R" entity:"E" source:S "phrase" word, '
@@ -477,14 +480,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--entity", action="append", help="entity name or id (repeatable)")
     add.add_argument("--query", help="boolean query, e.g. 'topic:airstrike AND NOT \"drone show\"'")
     add.add_argument("--replace", action="store_true", help="replace a subscription with the same id")
-    lst = subs_sub.add_parser("list", parents=[common], help="list subscriptions")
+    lst = subs_sub.add_parser("list", parents=[common, store], help="list subscriptions")
     lst.add_argument("--json", action="store_true")
     for name, text in (
         ("show", "show one subscription"),
         ("remove", "remove a subscription"),
         ("test", "replay stored articles through one subscription"),
     ):
-        p = subs_sub.add_parser(name, parents=[common], help=text)
+        p = subs_sub.add_parser(name, parents=[common, store], help=text)
         p.add_argument("id")
         if name == "test":
             p.add_argument("--json", action="store_true")
@@ -492,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     alerts = sub.add_parser("alerts", parents=[common], help="alerts raised so far")
     alerts_sub = alerts.add_subparsers(dest="action", required=True, metavar="ACTION")
-    al = alerts_sub.add_parser("list", parents=[common], help="list recent alerts, newest first")
+    al = alerts_sub.add_parser("list", parents=[common, store], help="list recent alerts, newest first")
     al.add_argument("--json", action="store_true")
     al.add_argument("--limit", type=int, default=50)
     al.add_argument("--subscription", help="only this subscription's alerts")
@@ -500,13 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     dead = sub.add_parser("deadletters", parents=[common], help="records that could not be processed")
     dead_sub = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
-    dl = dead_sub.add_parser("list", parents=[common], help="list dead letters with their reasons, newest first")
+    dl = dead_sub.add_parser("list", parents=[common, store], help="list dead letters with their reasons, newest first")
     dl.add_argument("--json", action="store_true")
     dl.add_argument("--limit", type=int, default=50)
     dl.add_argument("--stage", help="fetch, parse, validate, enrich, index, match or deliver")
     dead.set_defaults(func=cmd_deadletters)
 
-    stats = sub.add_parser("stats", parents=[common], help="counts of the configured store")
+    stats = sub.add_parser("stats", parents=[common, store], help="counts of the configured store")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=cmd_stats)
 
@@ -516,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     schema.add_argument("--out", help="write one NAME.schema.json per model into this directory")
     schema.set_defaults(func=cmd_schema)
+
+    es_cli.add_parsers(sub, common)
     return parser
 
 
@@ -530,6 +535,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"newswatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreUnavailable as exc:
+        print(f"newswatch: store unavailable: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("newswatch: interrupted", file=sys.stderr)
         return 130

@@ -18,11 +18,12 @@ from apache_beam.runners.runner import PipelineState
 
 from connectors.feed_state import FeedStateStore
 from connectors.rss import FeedBatch, FeedFetcher, FetchLimits, PollPolicy, poll_feed, read_feed_list
-from connectors.store import StoreConfig, StoreUnavailable, open_store
+from connectors.store import StoreUnavailable, open_store
 from pipelines.enrich import EnrichConfig
 from pipelines.pipeline import PipelineCounts, counts, create_pipeline
 from pipelines.records import article_record, dead_letter_record
 from pipelines.settings import Settings, SettingsError
+from pipelines.stores import store_config
 from pipelines.subscriptions import load_subscriptions_file
 from pipelines.transforms import ChannelConfig, PipelineConfig
 from seeds import SEEDS_DIR
@@ -118,7 +119,7 @@ class CycleSummary:
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
     return PipelineConfig(
-        store=StoreConfig(kind=settings.sink, sqlite_path=str(settings.store_path)),
+        store=store_config(settings),
         enrich=EnrichConfig(
             use_model=not settings.fast, model_name=settings.spacy_model, ner_max_chars=settings.ner_max_chars
         ),
@@ -126,6 +127,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
             console=settings.console_alerts, jsonl_path=str(settings.alerts_file) if settings.alerts_file else None
         ),
         reenrich=settings.reenrich,
+        write_flush_interval=settings.es_flush_interval,
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult
 
 from pipelines.transforms import (
@@ -35,7 +35,11 @@ def build(pipeline: beam.Pipeline, input_pattern: str, config: PipelineConfig) -
     unique = parsed.articles | "Dedupe" >> DedupeById()
     fresh = unique | "SkipUnchanged" >> SkipUnchanged(config.store, config.enrich, disabled=config.reenrich)
     enriched = fresh | "Enrich" >> Enrich(config.enrich)
-    written = enriched.articles | "Index" >> WriteArticles(config.store, config.write_batch_size)
+    # The flush interval bounds how long articles of an unbounded source wait for a batch; bounded
+    # cycles end their batches themselves (and Beam's timer-based batching needs a streaming runner).
+    streaming = pipeline.options.view_as(StandardOptions).streaming
+    flush = config.write_flush_interval if streaming else None
+    written = enriched.articles | "Index" >> WriteArticles(config.store, config.write_batch_size, flush)
     alerts = written.articles | "MatchSubscriptions" >> MatchSubscriptions(config.store)
     undelivered = alerts | "DeliverAlerts" >> DeliverAlerts(config.store, config.channels)
     (

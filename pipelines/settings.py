@@ -64,8 +64,24 @@ class Settings(BaseSettings):
     es_api_key: SecretStr | None = None
     es_username: str | None = None
     es_password: SecretStr | None = None
-    es_ca_file: Path | None = None
-    es_index_prefix: str = "newswatch"
+    es_ca_file: Path | None = Field(None, description="CA certificate (PEM) that signed the cluster's TLS certificate")
+    es_index_prefix: str = Field(
+        "newswatch", pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$", description="Prefix of every index, alias and template"
+    )
+    es_timeout: float = Field(30.0, gt=0, description="Seconds per Elasticsearch request")
+    es_max_retries: int = Field(
+        8,
+        ge=0,
+        le=30,
+        description="Retries of an Elasticsearch request (429, 5xx, no connection) before the cycle fails",
+    )
+    es_max_backoff: float = Field(30.0, gt=0, description="Cap on the wait between Elasticsearch retries, seconds")
+    es_bulk_max_docs: int = Field(500, ge=1, description="Documents per bulk request at most")
+    es_bulk_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="Bytes per bulk request at most")
+    es_flush_interval: float | None = Field(
+        None, gt=0, description="Streaming runners: longest wait, seconds, before a partial batch is indexed"
+    )
+    kibana_url: str | None = Field(None, description="Kibana base URL for `newswatch kibana import`")
 
     kafka_bootstrap_servers: CommaList = Field(default_factory=lambda: ["localhost:9092"])
     kafka_topic: str = "newswatch.articles"

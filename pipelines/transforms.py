@@ -44,6 +44,7 @@ class PipelineConfig:
     channels: ChannelConfig = field(default_factory=ChannelConfig)
     reenrich: bool = False
     write_batch_size: int = 200
+    write_flush_interval: float | None = None  # streaming: index a partial batch after this many seconds
 
 
 def _error_letter(stage: Stage, element: Any, exc: BaseException) -> DeadLetter:
@@ -218,14 +219,19 @@ class _WriteArticlesFn(_StoreDoFn):
 class WriteArticles(beam.PTransform):
     """Upsert by article id; emits the articles the store acknowledged."""
 
-    def __init__(self, store: StoreConfig, batch_size: int = 200) -> None:
+    def __init__(self, store: StoreConfig, batch_size: int = 200, flush_interval: float | None = None) -> None:
         super().__init__()
-        self.store, self.batch_size = store, batch_size
+        self.store, self.batch_size, self.flush_interval = store, batch_size, flush_interval
 
     def expand(self, articles: beam.PCollection[Article]) -> Any:
+        # The store splits each batch further by bytes; flush_interval bounds how long an unbounded
+        # source's articles wait for a batch to fill (Beam's stateful batching).
         return (
             articles
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size)
+            | "Batch"
+            >> beam.BatchElements(
+                min_batch_size=1, max_batch_size=self.batch_size, max_batch_duration_secs=self.flush_interval
+            )
             | "Upsert" >> beam.ParDo(_WriteArticlesFn(self.store)).with_outputs(DEAD, main="articles")
         )
 

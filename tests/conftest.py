@@ -80,3 +80,7 @@ def run_cli(
         cwd=cwd or REPO,
         timeout=timeout,
     )
+
+
+# Elasticsearch fixtures (es_prefix, es_client, es_store): tests/es_support.py.
+pytest_plugins = ["tests.es_support"]

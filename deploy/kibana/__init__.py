@@ -1,0 +1,1 @@
+"""Kibana saved objects (newswatch.ndjson) and the module that writes them."""
