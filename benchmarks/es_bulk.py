@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connectors.elasticsearch import ElasticsearchStore  # noqa: E402
-from connectors.es_documents import article_document  # noqa: E402
-from tests.es_support import apply_setup, es_config, rich_article, unique_prefix  # noqa: E402
-from tests.servers import NoidaServer  # noqa: E402
+from connectors.elasticsearch import ElasticsearchStore
+from connectors.es_documents import article_document
+from tests.es_support import apply_setup, es_config, rich_article, unique_prefix
+from tests.servers import NoidaServer
 
 
 def main() -> None:
