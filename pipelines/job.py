@@ -22,7 +22,7 @@ from connectors.store import StoreConfig, StoreUnavailable, open_store
 from pipelines.enrich import EnrichConfig
 from pipelines.pipeline import PipelineCounts, counts, create_pipeline
 from pipelines.records import article_record, dead_letter_record
-from pipelines.settings import Settings, SettingsError
+from pipelines.settings import Settings
 from pipelines.subscriptions import load_subscriptions_file
 from pipelines.transforms import ChannelConfig, PipelineConfig
 from seeds import SEEDS_DIR
@@ -117,15 +117,20 @@ class CycleSummary:
 
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
+    from pipelines.kafka_source import alerts_target, dead_letter_target
+
     return PipelineConfig(
         store=StoreConfig(kind=settings.sink, sqlite_path=str(settings.store_path)),
         enrich=EnrichConfig(
             use_model=not settings.fast, model_name=settings.spacy_model, ner_max_chars=settings.ner_max_chars
         ),
         channels=ChannelConfig(
-            console=settings.console_alerts, jsonl_path=str(settings.alerts_file) if settings.alerts_file else None
+            console=settings.console_alerts,
+            jsonl_path=str(settings.alerts_file) if settings.alerts_file else None,
+            kafka=alerts_target(settings),
         ),
         reenrich=settings.reenrich,
+        dead_letter_topic=dead_letter_target(settings),
     )
 
 
@@ -158,7 +163,9 @@ def build_sources(settings: Settings) -> list[Source]:
             )
         )
     if "kafka" in settings.sources:
-        raise SettingsError("sources: the kafka source is not part of this build yet; use rss")
+        from pipelines.kafka_source import KafkaSource
+
+        sources.append(KafkaSource.from_settings(settings))
     return sources
 
 
