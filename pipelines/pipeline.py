@@ -19,6 +19,7 @@ from pipelines.transforms import (
     MatchSubscriptions,
     ParseRecords,
     PipelineConfig,
+    PublishDeadLetters,
     SkipUnchanged,
     WriteArticles,
     WriteDeadLetters,
@@ -42,11 +43,11 @@ def build(pipeline: beam.Pipeline, input_pattern: str, config: PipelineConfig) -
     written = enriched.articles | "Index" >> WriteArticles(config.store, config.write_batch_size, flush)
     alerts = written.articles | "MatchSubscriptions" >> MatchSubscriptions(config.store)
     undelivered = alerts | "DeliverAlerts" >> DeliverAlerts(config.store, config.channels)
-    (
-        (parsed.dead_letters, enriched.dead_letters, written.dead_letters, undelivered)
-        | "AllDeadLetters" >> beam.Flatten()
-        | "DeadLetters" >> WriteDeadLetters(config.store)
-    )
+    letters = (parsed.dead_letters, enriched.dead_letters, written.dead_letters, undelivered)
+    dead = letters | "AllDeadLetters" >> beam.Flatten()
+    dead | "DeadLetters" >> WriteDeadLetters(config.store)
+    if config.dead_letter_topic is not None:
+        dead | "DeadLetterTopic" >> PublishDeadLetters(config.dead_letter_topic)
 
 
 def pipeline_options(beam_args: Sequence[str] = ()) -> PipelineOptions:

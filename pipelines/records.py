@@ -41,9 +41,12 @@ def parse_record(line: str) -> RawArticle | DeadLetter:
     if kind == "article":
         return _validate(record["payload"], source=record["payload"].get("source", ""), payload=line)
     if kind == "message":
-        return decode_message(
+        parsed = decode_message(
             base64.b64decode(record["value_b64"]), source=record.get("source", ""), meta=record.get("meta") or {}
         )
+        if isinstance(parsed, DeadLetter):  # the exact bytes (payload is text, stripped): for the dead-letter topic
+            parsed.details.setdefault("value_b64", record["value_b64"])
+        return parsed
     return DeadLetter(stage="parse", reason=f"unknown record kind {kind!r}", payload=line)
 
 

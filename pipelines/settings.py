@@ -95,6 +95,20 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    kafka_max_records: int = Field(10_000, ge=1, description="Most Kafka messages read in one cycle (all partitions)")
+    kafka_max_message_bytes: int = Field(
+        1024 * 1024, ge=1, description="Larger Kafka messages go to the dead-letter topic unread"
+    )
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a group with no committed offset starts reading"
+    )
+    kafka_read_timeout: float = Field(
+        60.0, gt=0, description="Seconds a cycle waits to join the group, and to read up to the end offsets"
+    )
+    kafka_group_instance_id: str | None = Field(
+        None,
+        description="Static group membership id (default: from host, data dir and a free slot; 'dynamic': none)",
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

@@ -13,6 +13,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from connectors.alert_channels import AlertChannel, ConsoleChannel, DeliveryError, JsonlFileChannel
+from connectors.kafka import KafkaAlertChannel, KafkaPublisher, TopicTarget, dead_letter_message
 from connectors.store import ArticleStore, RejectedDocument, StoreConfig, open_store
 from pipelines.enrich import EnrichConfig, enrichment_version, shared_enricher
 from pipelines.matching import SubscriptionMatcher
@@ -35,6 +36,7 @@ class ChannelConfig:
 
     console: bool = True
     jsonl_path: str | None = None
+    kafka: TopicTarget | None = None  # the alerts topic (key = subscription id)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class PipelineConfig:
     reenrich: bool = False
     write_batch_size: int = 200
     write_flush_interval: float | None = None  # streaming: index a partial batch after this many seconds
+    dead_letter_topic: TopicTarget | None = None  # Kafka-origin dead letters also go here, original bytes
 
 
 def _error_letter(stage: Stage, element: Any, exc: BaseException) -> DeadLetter:
@@ -265,6 +268,8 @@ def build_channels(config: ChannelConfig) -> list[AlertChannel]:
         channels.append(ConsoleChannel())
     if config.jsonl_path:
         channels.append(JsonlFileChannel(config.jsonl_path))
+    if config.kafka is not None:
+        channels.append(KafkaAlertChannel(config.kafka))
     return channels
 
 
@@ -336,3 +341,44 @@ class WriteDeadLetters(beam.PTransform):
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=500)
             | "Write" >> beam.ParDo(_WriteDeadLettersFn(self.store))
         )
+
+
+# --- Kafka dead-letter topic ---
+
+
+class _PublishDeadLettersFn(beam.DoFn):
+    """Sends Kafka-origin dead letters to the dead-letter topic; finish_bundle waits for the broker's
+    acknowledgements and raises otherwise, so the cycle fails and commits no offsets."""
+
+    def __init__(self, target: TopicTarget) -> None:
+        self.target = target
+        self.publisher: KafkaPublisher | None = None
+
+    def setup(self) -> None:
+        self.publisher = KafkaPublisher(self.target)
+
+    def process(self, letter: DeadLetter) -> None:
+        assert self.publisher is not None
+        message = dead_letter_message(letter)
+        if message is not None:
+            self.publisher.send(message)
+
+    def finish_bundle(self) -> None:
+        assert self.publisher is not None
+        counter("dead_letters_kafka").inc(self.publisher.flush())
+
+    def teardown(self) -> None:
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+
+
+class PublishDeadLetters(beam.PTransform):
+    """Kafka messages the job could not use -> the dead-letter topic (others are only in the store)."""
+
+    def __init__(self, target: TopicTarget) -> None:
+        super().__init__()
+        self.target = target
+
+    def expand(self, letters: beam.PCollection[DeadLetter]) -> Any:
+        return letters | "Publish" >> beam.ParDo(_PublishDeadLettersFn(self.target))
