@@ -1,13 +1,20 @@
-"""Subscription rules evaluated against enriched articles, with the reasons each one fired."""
+"""Subscription rules evaluated against enriched articles, with the reasons each one fired.
+
+`evaluate` is the reference semantics. `SubscriptionMatcher` gives the same answers without evaluating
+every subscription for every article: like Lucene's Monitor (Luwak), it indexes each subscription under
+keys an article must carry for the rule to hold (a topic, a country, a region, an entity, a language, a word
+of a phrase), looks up the keys of each article, and evaluates only those candidates.
+"""
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from pipelines.vocabulary import Vocabulary, vocabulary
 from schemas import (
     Alert,
     AllOf,
@@ -15,6 +22,7 @@ from schemas import (
     Article,
     CountryCondition,
     EntityCondition,
+    LanguageCondition,
     NotRule,
     RegionCondition,
     Rule,
@@ -24,6 +32,8 @@ from schemas import (
     TopicCondition,
 )
 
+SUMMARY_CHARS = 400
+
 
 @dataclass
 class Match:
@@ -31,10 +41,41 @@ class Match:
     reasons: list[str] = field(default_factory=list)
 
 
-@lru_cache(maxsize=4096)
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> list[str]:
+    """Casefolded word tokens; a phrase can only match an article that has every one of its words."""
+    return _WORD.findall(text.casefold())
+
+
+@lru_cache(maxsize=8192)
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
-    words = [re.escape(w) for w in phrase.split()]
-    return re.compile(r"(?<!\w)" + r"[\s\-]+".join(words) + r"(?!\w)", re.IGNORECASE)
+    parts = [re.escape(w) for w in phrase.split()]
+    return re.compile(r"(?<!\w)" + r"[\s\-]+".join(parts) + r"(?!\w)", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _region_key(name: str, vocab: Vocabulary) -> str:
+    return vocab.regions.get(name.casefold(), name).casefold()
+
+
+def article_regions(article: Article, vocab: Vocabulary | None = None) -> set[str]:
+    """Casefolded regions an article is in: those enrichment named, and the UN M49 regions of its countries."""
+    vocab = vocab or vocabulary()
+    return {_region_key(r, vocab) for r in article.regions} | vocab.regions_of(article.countries)
+
+
+def _language_tags(language: str | None) -> set[str]:
+    if not language:
+        return set()
+    tag = language.strip().lower().replace("_", "-")
+    parts = tag.split("-")
+    return {"-".join(parts[: i + 1]) for i in range(len(parts))}
 
 
 def evaluate(rule: Rule, article: Article) -> Match:
@@ -63,9 +104,13 @@ def evaluate(rule: Rule, article: Article) -> Match:
         ok = rule.country in article.countries
         return Match(ok, [f"country {rule.country}"] if ok else [])
     if isinstance(rule, RegionCondition):
-        wanted = rule.region.casefold()
-        ok = any(r.casefold() == wanted for r in article.regions)
-        return Match(ok, [f"region {rule.region}"] if ok else [])
+        vocab = vocabulary()
+        wanted = _region_key(rule.region, vocab)
+        if any(_region_key(r, vocab) == wanted for r in article.regions):
+            return Match(True, [f"region {rule.region}"])
+        members = vocab.m49.get(wanted, frozenset())
+        via = next((c for c in article.countries if c in members), None)
+        return Match(True, [f"region {rule.region} (country {via})"]) if via else Match(False)
     if isinstance(rule, EntityCondition):
         wanted = rule.entity.casefold()
         for entity in article.entities:
@@ -75,12 +120,16 @@ def evaluate(rule: Rule, article: Article) -> Match:
                 return Match(True, [f"entity {entity.canonical} ({entity.label})"])
         return Match(False)
     if isinstance(rule, TextCondition):
-        found = _phrase_pattern(rule.text).search(article.full_text)
-        return Match(bool(found), [f'text "{found.group()}"'] if found else [])
+        pattern = _regex(rule.text) if rule.regex else _phrase_pattern(rule.text)
+        found = pattern.search(article.full_text)
+        return Match(bool(found), [f'text "{_clip(found.group(), 80)}"'] if found else [])
     if isinstance(rule, SourceCondition):
         wanted = rule.source.casefold()
         ok = wanted in article.source.casefold() or wanted in article.source_name.casefold()
         return Match(ok, [f"source {rule.source}"] if ok else [])
+    if isinstance(rule, LanguageCondition):
+        ok = rule.language in _language_tags(article.language)
+        return Match(ok, [f"language {article.language}"] if ok else [])
     raise TypeError(f"unknown rule type {type(rule).__name__}")
 
 
@@ -101,9 +150,11 @@ def describe(rule: Rule) -> str:
     if isinstance(rule, EntityCondition):
         return f'entity:"{rule.entity}"'
     if isinstance(rule, TextCondition):
-        return f'"{rule.text}"'
+        return "/" + rule.text.replace("/", "\\/") + "/" if rule.regex else f'"{rule.text}"'
     if isinstance(rule, SourceCondition):
         return f'source:"{rule.source}"'
+    if isinstance(rule, LanguageCondition):
+        return f"language:{rule.language}"
     raise TypeError(type(rule).__name__)
 
 
@@ -115,57 +166,189 @@ def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _required_keys(rule: Rule) -> frozenset[str] | None:
-    """Keys one of which an article must carry for the rule to hold (None: no such guarantee).
-    This is the candidate index of Lucene's Monitor in miniature: most rules name a topic or country."""
-    if isinstance(rule, TopicCondition):
-        return frozenset({f"topic:{rule.topic}"})
-    if isinstance(rule, CountryCondition):
-        return frozenset({f"country:{rule.country}"})
+def has_positive_condition(rule: Rule) -> bool:
+    """False for rules that hold by the absence of things only (`NOT x`): they would fire on nearly everything."""
+    if isinstance(rule, NotRule):
+        return False
     if isinstance(rule, AllOf):
-        options = [k for k in (_required_keys(r) for r in rule.all) if k is not None]
-        return min(options, key=len) if options else None
+        return any(has_positive_condition(r) for r in rule.all)
     if isinstance(rule, AnyOf):
-        keys = [_required_keys(r) for r in rule.any]
-        if any(k is None for k in keys):
-            return None
-        return frozenset().union(*keys)  # type: ignore[arg-type]
-    return None
+        return all(has_positive_condition(r) for r in rule.any)
+    return True
 
 
-def article_keys(article: Article) -> set[str]:
-    return {f"topic:{t.id}" for t in article.topics} | {f"country:{c}" for c in article.countries}
+# --- The candidate index -------------------------------------------------------------------------
+# A key is (kind, value). A group is a set of keys at least one of which an article must carry; a rule's
+# requirement is a conjunction of groups (empty: nothing required, the rule is evaluated for every article).
+
+Key = tuple[str, str]
+Group = frozenset[Key]
+
+# Guessed share of articles carrying a key of each kind, to index a rule under its most selective group.
+_PRIOR = {"topic": 0.08, "country": 0.04, "region": 0.25, "entity": 0.01, "lang": 0.9}
+_COMMON_WORDS = frozenset(
+    "the a an of to in on and or for is was are were at by with from as that this it its be has have had not "
+    "said says after over about more than into will would new".split()
+)
+
+
+def _prior(key: Key, frequencies: Mapping[Key, float] | None) -> float:
+    if frequencies is not None and key in frequencies:
+        return frequencies[key]
+    kind, value = key
+    if kind == "term":
+        if value in _COMMON_WORDS:
+            return 0.9
+        return 0.3 if len(value) <= 3 else 0.1 if len(value) <= 5 else 0.03
+    return _PRIOR.get(kind, 0.5)
+
+
+def required_groups(rule: Rule, vocab: Vocabulary | None = None) -> list[Group]:
+    """Groups of keys the article must carry for `rule` to hold (a necessary, not sufficient, condition)."""
+    vocab = vocab or vocabulary()
+    if isinstance(rule, TopicCondition):
+        return [frozenset({("topic", rule.topic)})]
+    if isinstance(rule, CountryCondition):
+        return [frozenset({("country", rule.country)})]
+    if isinstance(rule, RegionCondition):
+        return [frozenset({("region", _region_key(rule.region, vocab))})]
+    if isinstance(rule, EntityCondition):
+        return [frozenset({("entity", rule.entity.casefold())})]
+    if isinstance(rule, LanguageCondition):
+        return [frozenset({("lang", rule.language)})]
+    if isinstance(rule, TextCondition):
+        return [] if rule.regex else [frozenset({("term", w)}) for w in dict.fromkeys(words(rule.text))]
+    if isinstance(rule, AllOf):
+        return [g for child in rule.all for g in required_groups(child, vocab)]
+    if isinstance(rule, AnyOf):
+        merged: set[Key] = set()
+        for child in rule.any:
+            groups = required_groups(child, vocab)
+            if not groups:
+                return []
+            merged |= _best(groups, None)
+        return [frozenset(merged)]
+    return []  # source substrings, NOT, regexes: no key guarantees them
+
+
+def _best(groups: Sequence[Group], frequencies: Mapping[Key, float] | None) -> Group:
+    return min(groups, key=lambda g: (sum(_prior(k, frequencies) for k in g), len(g), sorted(g)))
+
+
+def article_keys(article: Article, vocab: Vocabulary | None = None) -> dict[str, set[str]]:
+    """The keys of one article, by kind."""
+    vocab = vocab or vocabulary()
+    entity_keys: set[str] = set()
+    for e in article.entities:
+        entity_keys.add(e.text.casefold())
+        entity_keys.add(e.canonical.casefold())
+        if e.kb_id:
+            entity_keys.add(e.kb_id.casefold())
+    return {
+        "topic": {t.id for t in article.topics},
+        "country": set(article.countries),
+        "region": article_regions(article, vocab),
+        "entity": entity_keys,
+        "lang": _language_tags(article.language),
+        "term": set(words(article.full_text)),
+    }
+
+
+def key_frequencies(articles: Iterable[Article]) -> dict[Key, float]:
+    """Share of `articles` carrying each key: a better guide than the priors when a sample is at hand."""
+    counts: dict[Key, int] = defaultdict(int)
+    total = 0
+    for article in articles:
+        total += 1
+        for kind, values in article_keys(article).items():
+            for value in values:
+                counts[(kind, value)] += 1
+    return {key: n / total for key, n in counts.items()} if total else {}
+
+
+@dataclass(frozen=True)
+class _Entry:
+    order: int
+    subscription: Subscription
+    checks: tuple[Group, ...]  # the groups other than the one indexed: verified before evaluating
 
 
 class SubscriptionMatcher:
     """Evaluates only the subscriptions an article could satisfy, found through an index of required keys."""
 
-    def __init__(self, subscriptions: Iterable[Subscription]) -> None:
+    def __init__(self, subscriptions: Iterable[Subscription], frequencies: Mapping[Key, float] | None = None) -> None:
+        self.vocab = vocabulary()
         self.subscriptions = [s for s in subscriptions if s.enabled]
-        self._by_key: dict[str, list[Subscription]] = defaultdict(list)
-        self._unindexed: list[Subscription] = []
-        for sub in self.subscriptions:
-            keys = _required_keys(sub.rule)
-            if keys is None:
-                self._unindexed.append(sub)
-            else:
-                for key in keys:
-                    self._by_key[key].append(sub)
+        self._index: dict[str, dict[str, list[_Entry]]] = defaultdict(lambda: defaultdict(list))
+        self._unindexed: list[_Entry] = []
+        for order, sub in enumerate(self.subscriptions):
+            groups = list(dict.fromkeys(required_groups(sub.rule, self.vocab)))
+            if not groups:
+                self._unindexed.append(_Entry(order, sub, ()))
+                continue
+            chosen = _best(groups, frequencies)
+            entry = _Entry(order, sub, tuple(g for g in groups if g != chosen))
+            for kind, value in chosen:
+                self._index[kind][value].append(entry)
+        self._index = {kind: dict(values) for kind, values in self._index.items()}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {
+            "subscriptions": len(self.subscriptions),
+            "unindexed": len(self._unindexed),
+            "keys": sum(len(v) for v in self._index.values()),
+        }
 
     def candidates(self, article: Article) -> list[Subscription]:
-        seen: dict[str, Subscription] = {s.id: s for s in self._unindexed}
-        for key in article_keys(article):
-            for sub in self._by_key.get(key, ()):
-                seen.setdefault(sub.id, sub)
-        return list(seen.values())
+        """Subscriptions whose every required group the article satisfies, in subscription order."""
+        keys = article_keys(article, self.vocab)
+        found: dict[int, _Entry] = {e.order: e for e in self._unindexed}
+        for kind, postings in self._index.items():
+            values = keys.get(kind)
+            if not values:
+                continue
+            if len(postings) < len(values):
+                hits = [postings[v] for v in postings if v in values]
+            else:
+                hits = [postings[v] for v in values if v in postings]
+            for entries in hits:
+                for entry in entries:
+                    if entry.order not in found and all(
+                        any(value in keys[k] for k, value in group) for group in entry.checks
+                    ):
+                        found[entry.order] = entry
+        return [found[order].subscription for order in sorted(found)]
 
-    def match(self, article: Article) -> list[Alert]:
-        alerts = []
+    def match_with_reasons(self, article: Article) -> list[tuple[Subscription, Match]]:
+        results = []
         for sub in self.candidates(article):
             result = evaluate(sub.rule, article)
             if result.matched:
-                alerts.append(make_alert(sub, article, result.reasons))
-        return alerts
+                results.append((sub, result))
+        return results
+
+    def match(self, article: Article) -> list[Alert]:
+        return [make_alert(sub, article, result.reasons) for sub, result in self.match_with_reasons(article)]
+
+
+def match_naive(subscriptions: Sequence[Subscription], article: Article) -> list[tuple[Subscription, Match]]:
+    """Every subscription evaluated: the baseline the index must agree with."""
+    results = []
+    for sub in subscriptions:
+        if sub.enabled:
+            result = evaluate(sub.rule, article)
+            if result.matched:
+                results.append((sub, result))
+    return results
+
+
+def summary_of(article: Article, limit: int = SUMMARY_CHARS) -> str:
+    text = " ".join((article.text or article.summary).split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut + " …"
 
 
 def make_alert(subscription: Subscription, article: Article, reasons: Sequence[str]) -> Alert:
@@ -182,21 +365,25 @@ def make_alert(subscription: Subscription, article: Article, reasons: Sequence[s
         topics=article.topics,
         countries=article.countries,
         entities=people_and_groups[:20],
+        summary=summary_of(article),
     )
 
 
 # --- Query syntax ------------------------------------------------------------------------------
 #   topic:troop_withdrawal AND (country:IQ OR country:SY) AND NOT "cash withdrawal"
-#   topic:airstrike>=0.7 region:"Western Asia" entity:"Hezbollah" source:reuters  (juxtaposition = AND)
+#   topic:airstrike>=0.7 region:"Western Asia" entity:"Hezbollah" source:reuters language:en /drone(s)? strikes?/
+#   (juxtaposition = AND)
 
-_TOKEN = re.compile(r'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^\s()"]+(?:"[^"]*")?))')
+_TOKEN = re.compile(r'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|/((?:[^/\\\n]|\\.)+)/(?=[\s()]|$)|([^\s()"]+(?:"[^"]*")?))')
+_FIELDS = ("topic", "country", "region", "entity", "source", "language", "lang", "text")
 
 
 class QueryError(ValueError):
     """A query that does not parse; the message points at the offending position."""
 
 
-def parse_query(query: str) -> Rule:
+def parse_query(query: str, vocab: Vocabulary | None = None) -> Rule:
+    """Parse the boolean query syntax; with `vocab`, names are checked and canonicalised as they are read."""
     tokens: list[tuple[str, str, int]] = []
     pos = 0
     query = query.strip()
@@ -210,14 +397,16 @@ def parse_query(query: str) -> Rule:
         elif m.group(2):
             tokens.append((")", ")", start))
         elif m.group(3) is not None:
-            tokens.append(("phrase", m.group(3), start))
+            tokens.append(("phrase", m.group(3).replace('\\"', '"'), start))
+        elif m.group(4) is not None:
+            tokens.append(("regex", m.group(4).replace("\\/", "/"), start))
         else:
-            word = m.group(4)
+            word = m.group(5)
             tokens.append(("op", word, start) if word in ("AND", "OR", "NOT") else ("term", word, start))
         pos = m.end()
     if not tokens:
         raise QueryError("the query is empty")
-    parser = _Parser(tokens, query)
+    parser = _Parser(tokens, query, vocab)
     rule = parser.parse_or()
     if parser.i < len(tokens):
         raise QueryError(f"unexpected {tokens[parser.i][1]!r} at column {tokens[parser.i][2] + 1}")
@@ -225,8 +414,8 @@ def parse_query(query: str) -> Rule:
 
 
 class _Parser:
-    def __init__(self, tokens: list[tuple[str, str, int]], query: str) -> None:
-        self.tokens, self.i, self.query = tokens, 0, query
+    def __init__(self, tokens: list[tuple[str, str, int]], query: str, vocab: Vocabulary | None) -> None:
+        self.tokens, self.i, self.query, self.vocab = tokens, 0, query, vocab
 
     def _peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -265,36 +454,64 @@ class _Parser:
                 raise QueryError(f"the parenthesis at column {column + 1} is never closed")
             self.i += 1
             return rule
-        if kind == "phrase":
-            return TextCondition(text=value)
+        try:
+            if kind == "phrase":
+                if not value.strip():
+                    raise ValueError("an empty phrase")
+                return TextCondition(text=value)
+            if kind == "regex":
+                return TextCondition(text=value, regex=True)
+        except ValueError as exc:
+            raise QueryError(f"{_message(exc)} at column {column + 1}") from None
         if kind != "term":
             raise QueryError(f"expected a condition at column {column + 1}, found {value!r}")
-        return _condition(value, column)
+        return _condition(value, column, self.vocab)
 
 
-def _condition(term: str, column: int) -> Rule:
+def _message(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return str(first["msg"]).removeprefix("Value error, ")
+    return str(exc)
+
+
+def _condition(term: str, column: int, vocab: Vocabulary | None) -> Rule:
     field_name, sep, value = term.partition(":")
     if not sep:
         return TextCondition(text=term)
     value = value.strip('"')
+    if field_name not in _FIELDS:
+        raise QueryError(
+            f"unknown field {field_name!r} at column {column + 1}; use topic:, country:, region:, entity:, "
+            'source:, language: or text: (or quote the words: "...")'
+        )
     if not value:
         raise QueryError(f"{field_name}: at column {column + 1} has no value")
     try:
         if field_name == "topic":
-            topic, _, minimum = value.partition(">=")
-            return TopicCondition(topic=topic, min_score=float(minimum) if minimum else 0.0)
+            topic, op, minimum = value.partition(">=")
+            if not op and any(c in topic for c in "<>="):
+                raise ValueError(f"{value!r}: a minimum score is written topic:ID>=0.7")
+            score = 0.0
+            if op:
+                try:
+                    score = float(minimum)
+                except ValueError:
+                    raise ValueError(f"minimum score {minimum!r} is not a number between 0 and 1") from None
+                if not 0 <= score <= 1:
+                    raise ValueError(f"minimum score {score:g} is not between 0 and 1")
+            return TopicCondition(topic=vocab.topic(topic) if vocab else topic, min_score=score)
         if field_name == "country":
-            return CountryCondition(country=value.upper())
+            return CountryCondition(country=vocab.country(value) if vocab else value.upper())
         if field_name == "region":
-            return RegionCondition(region=value)
+            return RegionCondition(region=vocab.region(value) if vocab else value)
         if field_name == "entity":
-            return EntityCondition(entity=value)
+            return EntityCondition(entity=vocab.entity(value) if vocab else value)
         if field_name == "source":
             return SourceCondition(source=value)
-        if field_name == "text":
-            return TextCondition(text=value)
+        if field_name in ("language", "lang"):
+            return LanguageCondition(language=value)
+        return TextCondition(text=value)
     except ValueError as exc:
-        raise QueryError(f"{term!r} at column {column + 1}: {exc}") from None
-    raise QueryError(
-        f"unknown field {field_name!r} at column {column + 1}; use topic:, country:, region:, entity:, source: or text:"
-    )
+        raise QueryError(f"{term!r} at column {column + 1}: {_message(exc)}") from None
