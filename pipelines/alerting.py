@@ -11,16 +11,25 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from itertools import islice
 from zoneinfo import ZoneInfo
 
 from connectors.store import ArticleStore
 from pipelines.delivery import Dispatcher
+from pipelines.matching import SubscriptionMatcher, key_frequencies
 from pipelines.neardup import TEXT_THRESHOLD as NEAR_DUPLICATE
 from pipelines.neardup import Fingerprint, fingerprint, similarity
 from schemas import Alert, AlertDigest, DeadLetter, Subscription, format_duration, utcnow
 
 LIVE_STATUSES = ("delivered", "pending", "digested")  # alerts the subscriber was or will be told about
 RECENT_LIMIT = 2000
+
+
+def load_matcher(store: ArticleStore, sample: int = 300) -> SubscriptionMatcher:
+    """The enabled subscriptions, indexed under their rarest keys as seen in a sample of stored articles.
+    Called once per pipeline run, so subscription changes take effect from the next cycle."""
+    frequencies = key_frequencies(islice(store.iter_articles(batch_size=sample), sample)) if sample else None
+    return SubscriptionMatcher(store.list_subscriptions(include_disabled=False), frequencies or None)
 
 
 def in_active_hours(subscription: Subscription, now: datetime) -> bool:

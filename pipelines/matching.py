@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -51,8 +51,10 @@ def words(text: str) -> list[str]:
 
 @lru_cache(maxsize=8192)
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
-    parts = [re.escape(w) for w in phrase.split()]
-    return re.compile(r"(?<!\w)" + r"[\s\-]+".join(parts) + r"(?!\w)", re.IGNORECASE)
+    """The phrase on word boundaries, words joined by spaces or hyphens, over casefolded text. The first
+    word comes first (its boundary checked by a look-behind after it) so that re can scan for the literal."""
+    parts = [re.escape(w) for w in phrase.casefold().split()]
+    return re.compile(parts[0] + rf"(?<!\w{parts[0]})" + "".join(r"[\s\-]+" + p for p in parts[1:]) + r"(?!\w)")
 
 
 @lru_cache(maxsize=4096)
@@ -78,21 +80,56 @@ def _language_tags(language: str | None) -> set[str]:
     return {"-".join(parts[: i + 1]) for i in range(len(parts))}
 
 
+class _Scratch:
+    """Per-article work shared by all the rules evaluated on it: casefolded text, searches, regions."""
+
+    __slots__ = ("_folded", "_found", "_regions", "article", "vocab")
+
+    def __init__(self, article: Article, vocab: Vocabulary | None = None) -> None:
+        self.article = article
+        self.vocab = vocab or vocabulary()
+        self._folded: str | None = None
+        self._found: dict[tuple[bool, str], str | None] = {}
+        self._regions: set[str] | None = None
+
+    def text(self, condition: TextCondition) -> str | None:
+        """The matching text of a phrase or regex condition, or None."""
+        key = (condition.regex, condition.text)
+        if key not in self._found:
+            if condition.regex:
+                found = _regex(condition.text).search(self.article.full_text)
+            else:
+                if self._folded is None:
+                    self._folded = self.article.full_text.casefold()
+                found = _phrase_pattern(condition.text).search(self._folded)
+            self._found[key] = found.group() if found else None
+        return self._found[key]
+
+    def regions(self) -> set[str]:
+        if self._regions is None:
+            self._regions = article_regions(self.article, self.vocab)
+        return self._regions
+
+
 def evaluate(rule: Rule, article: Article) -> Match:
     """Whether `rule` holds for `article`, and which conditions made it so."""
+    return _evaluate(rule, article, _Scratch(article))
+
+
+def _evaluate(rule: Rule, article: Article, scratch: _Scratch) -> Match:
     if isinstance(rule, AllOf):
         reasons: list[str] = []
         for child in rule.all:
-            result = evaluate(child, article)
+            result = _evaluate(child, article, scratch)
             if not result.matched:
                 return Match(False)
             reasons += result.reasons
         return Match(True, reasons)
     if isinstance(rule, AnyOf):
-        hits = [r for r in (evaluate(child, article) for child in rule.any) if r.matched]
+        hits = [r for r in (_evaluate(child, article, scratch) for child in rule.any) if r.matched]
         return Match(bool(hits), [reason for hit in hits for reason in hit.reasons])
     if isinstance(rule, NotRule):
-        inner = evaluate(rule.not_, article)
+        inner = _evaluate(rule.not_, article, scratch)
         return Match(not inner.matched, [] if inner.matched else [f"not ({describe(rule.not_)})"])
     if isinstance(rule, TopicCondition):
         tag = article.topic(rule.topic)
@@ -104,13 +141,14 @@ def evaluate(rule: Rule, article: Article) -> Match:
         ok = rule.country in article.countries
         return Match(ok, [f"country {rule.country}"] if ok else [])
     if isinstance(rule, RegionCondition):
-        vocab = vocabulary()
-        wanted = _region_key(rule.region, vocab)
-        if any(_region_key(r, vocab) == wanted for r in article.regions):
+        wanted = _region_key(rule.region, scratch.vocab)
+        if wanted not in scratch.regions():
+            return Match(False)
+        if any(_region_key(r, scratch.vocab) == wanted for r in article.regions):
             return Match(True, [f"region {rule.region}"])
-        members = vocab.m49.get(wanted, frozenset())
-        via = next((c for c in article.countries if c in members), None)
-        return Match(True, [f"region {rule.region} (country {via})"]) if via else Match(False)
+        members = scratch.vocab.m49.get(wanted, frozenset())
+        via = next((c for c in article.countries if c in members), "?")
+        return Match(True, [f"region {rule.region} (country {via})"])
     if isinstance(rule, EntityCondition):
         wanted = rule.entity.casefold()
         for entity in article.entities:
@@ -120,9 +158,8 @@ def evaluate(rule: Rule, article: Article) -> Match:
                 return Match(True, [f"entity {entity.canonical} ({entity.label})"])
         return Match(False)
     if isinstance(rule, TextCondition):
-        pattern = _regex(rule.text) if rule.regex else _phrase_pattern(rule.text)
-        found = pattern.search(article.full_text)
-        return Match(bool(found), [f'text "{_clip(found.group(), 80)}"'] if found else [])
+        found = scratch.text(rule)
+        return Match(found is not None, [f'text "{_clip(found, 80)}"'] if found is not None else [])
     if isinstance(rule, SourceCondition):
         wanted = rule.source.casefold()
         ok = wanted in article.source.casefold() or wanted in article.source_name.casefold()
@@ -235,8 +272,8 @@ def _best(groups: Sequence[Group], frequencies: Mapping[Key, float] | None) -> G
     return min(groups, key=lambda g: (sum(_prior(k, frequencies) for k in g), len(g), sorted(g)))
 
 
-def article_keys(article: Article, vocab: Vocabulary | None = None) -> dict[str, set[str]]:
-    """The keys of one article, by kind."""
+def article_keys(article: Article, vocab: Vocabulary | None = None, folded: str | None = None) -> dict[str, set[str]]:
+    """The keys of one article, by kind (`folded`: its full text casefolded, when already at hand)."""
     vocab = vocab or vocabulary()
     entity_keys: set[str] = set()
     for e in article.entities:
@@ -250,7 +287,7 @@ def article_keys(article: Article, vocab: Vocabulary | None = None) -> dict[str,
         "region": article_regions(article, vocab),
         "entity": entity_keys,
         "lang": _language_tags(article.language),
-        "term": set(words(article.full_text)),
+        "term": set(_WORD.findall(article.full_text.casefold() if folded is None else folded)),
     }
 
 
@@ -266,31 +303,172 @@ def key_frequencies(articles: Iterable[Article]) -> dict[Key, float]:
     return {key: n / total for key, n in counts.items()} if total else {}
 
 
+# --- Compiled rules: the same answers and reasons as `evaluate`, from an article's precomputed keys ---------
+
+
+class _Context:
+    """One article prepared for many rules: key sets, and reasons memoised across the rules that share them."""
+
+    def __init__(self, article: Article, vocab: Vocabulary, terms: frozenset[str] = frozenset()) -> None:
+        self.article = article
+        self.scratch = _Scratch(article, vocab)
+        self.scratch._folded = folded = article.full_text.casefold()
+        self.keys = article_keys(article, vocab, folded)
+        self.scratch._regions = self.keys["region"]
+        # All keys as (kind, value) pairs; of the words, only those some subscription requires.
+        self.flat = {(kind, value) for kind, values in self.keys.items() if kind != "term" for value in values}
+        self.flat.update(("term", word) for word in self.keys["term"] & terms)
+        self.vocab = vocab
+        self.sources = (article.source.casefold(), article.source_name.casefold())
+        self._topics = {t.id: t for t in reversed(article.topics)}  # the first tag wins, as in evaluate
+        self._memo: dict[tuple[str, str, str], list[str] | None] = {}
+
+    def topic(self, topic: str, minimum: float) -> list[str] | None:
+        tag = self._topics.get(topic)
+        if tag is None or tag.score < minimum:
+            return None
+        key = ("topic", topic, "")
+        if key not in self._memo:
+            evidence = f': "{_clip(tag.evidence[0])}"' if tag.evidence else ""
+            self._memo[key] = [f"topic {tag.id} (score {tag.score:.2f}){evidence}"]
+        return self._memo[key]
+
+    def region(self, key: str, display: str) -> list[str] | None:
+        if key not in self.keys["region"]:
+            return None
+        memo = ("region", key, display)
+        if memo not in self._memo:
+            self._memo[memo] = _evaluate(RegionCondition(region=display), self.article, self.scratch).reasons
+        return self._memo[memo]
+
+    def entity(self, wanted: str, label: str | None) -> list[str] | None:
+        if wanted not in self.keys["entity"]:
+            return None
+        memo = ("entity", wanted, label or "")
+        if memo not in self._memo:
+            result = _evaluate(EntityCondition(entity=wanted, label=label), self.article, self.scratch)
+            self._memo[memo] = result.reasons if result.matched else None
+        return self._memo[memo]
+
+    def text(self, condition: TextCondition) -> list[str] | None:
+        found = self.scratch.text(condition)
+        return None if found is None else [f'text "{_clip(found, 80)}"']
+
+
+Explain = Callable[[_Context], list[str] | None]
+
+
+def compile_rule(rule: Rule, vocab: Vocabulary) -> Explain:
+    """A function giving what `evaluate(rule, article)` gives (reasons, or None for no match), but over a
+    prepared article, so that the conditions many subscriptions share are worked out once per article."""
+    if isinstance(rule, AllOf):
+        parts = [compile_rule(r, vocab) for r in rule.all]
+        if len(parts) == 2:  # the common case, without the loop
+            first, second = parts
+
+            def both(c: _Context) -> list[str] | None:
+                a = first(c)
+                if a is None:
+                    return None
+                b = second(c)
+                return None if b is None else a + b
+
+            return both
+
+        def all_of(c: _Context) -> list[str] | None:
+            reasons: list[str] = []
+            for part in parts:
+                found = part(c)
+                if found is None:
+                    return None
+                reasons += found
+            return reasons
+
+        return all_of
+    if isinstance(rule, AnyOf):
+        options = [compile_rule(r, vocab) for r in rule.any]
+
+        def any_of(c: _Context) -> list[str] | None:
+            reasons: list[str] | None = None
+            for option in options:
+                found = option(c)
+                if found is not None:
+                    reasons = found if reasons is None else reasons + found
+            return reasons
+
+        return any_of
+    if isinstance(rule, NotRule):
+        inner = compile_rule(rule.not_, vocab)
+        negated = [f"not ({describe(rule.not_)})"]
+        return lambda c: negated if inner(c) is None else None
+    if isinstance(rule, TopicCondition):
+        topic, minimum = rule.topic, rule.min_score
+        return lambda c: c.topic(topic, minimum)
+    if isinstance(rule, CountryCondition):
+        country, said = rule.country, [f"country {rule.country}"]
+        return lambda c: said if country in c.keys["country"] else None
+    if isinstance(rule, RegionCondition):
+        region, display = _region_key(rule.region, vocab), rule.region
+        return lambda c: c.region(region, display)
+    if isinstance(rule, EntityCondition):
+        wanted, label = rule.entity.casefold(), rule.label
+        return lambda c: c.entity(wanted, label)
+    if isinstance(rule, TextCondition):
+        condition = rule
+        if rule.regex:
+            return lambda c: c.text(condition)
+        needed = frozenset(words(rule.text))
+        return lambda c: c.text(condition) if needed <= c.keys["term"] else None
+    if isinstance(rule, SourceCondition):
+        source, said = rule.source.casefold(), [f"source {rule.source}"]
+        return lambda c: said if source in c.sources[0] or source in c.sources[1] else None
+    if isinstance(rule, LanguageCondition):
+        language = rule.language
+        return lambda c: [f"language {c.article.language}"] if language in c.keys["lang"] else None
+    raise TypeError(f"unknown rule type {type(rule).__name__}")
+
+
 @dataclass(frozen=True)
 class _Entry:
     order: int
     subscription: Subscription
-    checks: tuple[Group, ...]  # the groups other than the one indexed: verified before evaluating
+    required: frozenset[Key]  # keys the article must all carry (the single-key groups not indexed)
+    checks: tuple[Group, ...]  # groups of several keys, one of which the article must carry
+    explain: Explain
+    posted_once: bool  # indexed under a single key, so an article cannot reach it twice
+
+
+def _entry(order: int, subscription: Subscription, chosen: Group, groups: Sequence[Group], explain: Explain) -> _Entry:
+    required = frozenset(key for g in groups if len(g) == 1 for key in g)
+    checks = tuple(g for g in groups if len(g) > 1)
+    return _Entry(order, subscription, required, checks, explain, len(chosen) <= 1)
 
 
 class SubscriptionMatcher:
-    """Evaluates only the subscriptions an article could satisfy, found through an index of required keys."""
+    """Evaluates only the subscriptions an article could satisfy, found through an index of required keys.
+
+    `frequencies` (from `key_frequencies` over a sample of recent articles) lets each subscription be indexed
+    under its rarest required key; without it, guessed priors are used."""
 
     def __init__(self, subscriptions: Iterable[Subscription], frequencies: Mapping[Key, float] | None = None) -> None:
         self.vocab = vocabulary()
         self.subscriptions = [s for s in subscriptions if s.enabled]
-        self._index: dict[str, dict[str, list[_Entry]]] = defaultdict(lambda: defaultdict(list))
+        index: dict[str, dict[str, list[_Entry]]] = defaultdict(lambda: defaultdict(list))
         self._unindexed: list[_Entry] = []
+        self._terms: set[str] = set()
         for order, sub in enumerate(self.subscriptions):
             groups = list(dict.fromkeys(required_groups(sub.rule, self.vocab)))
+            explain = compile_rule(sub.rule, self.vocab)
             if not groups:
-                self._unindexed.append(_Entry(order, sub, ()))
+                self._unindexed.append(_entry(order, sub, frozenset(), (), explain))
                 continue
             chosen = _best(groups, frequencies)
-            entry = _Entry(order, sub, tuple(g for g in groups if g != chosen))
+            entry = _entry(order, sub, chosen, [g for g in groups if g != chosen], explain)
             for kind, value in chosen:
-                self._index[kind][value].append(entry)
-        self._index = {kind: dict(values) for kind, values in self._index.items()}
+                index[kind][value].append(entry)
+            self._terms.update(value for g in groups for kind, value in g if kind == "term")
+        self._index = {kind: dict(values) for kind, values in index.items()}
+        self._required_terms = frozenset(self._terms)
 
     @property
     def stats(self) -> dict[str, int]:
@@ -300,10 +478,11 @@ class SubscriptionMatcher:
             "keys": sum(len(v) for v in self._index.values()),
         }
 
-    def candidates(self, article: Article) -> list[Subscription]:
-        """Subscriptions whose every required group the article satisfies, in subscription order."""
-        keys = article_keys(article, self.vocab)
-        found: dict[int, _Entry] = {e.order: e for e in self._unindexed}
+    def _candidates(self, context: _Context) -> list[_Entry]:
+        """Entries whose every required key and group the article carries (in no particular order)."""
+        keys, flat = context.keys, context.flat
+        found = list(self._unindexed)
+        seen: set[int] = set()
         for kind, postings in self._index.items():
             values = keys.get(kind)
             if not values:
@@ -314,19 +493,34 @@ class SubscriptionMatcher:
                 hits = [postings[v] for v in values if v in postings]
             for entries in hits:
                 for entry in entries:
-                    if entry.order not in found and all(
-                        any(value in keys[k] for k, value in group) for group in entry.checks
-                    ):
-                        found[entry.order] = entry
-        return [found[order].subscription for order in sorted(found)]
+                    if not entry.required <= flat:
+                        continue
+                    if entry.checks and not all(not group.isdisjoint(flat) for group in entry.checks):
+                        continue
+                    if not entry.posted_once:
+                        if entry.order in seen:
+                            continue
+                        seen.add(entry.order)
+                    found.append(entry)
+        return found
+
+    def _context(self, article: Article) -> _Context:
+        return _Context(article, self.vocab, self._required_terms)
+
+    def candidates(self, article: Article) -> list[Subscription]:
+        """Subscriptions whose every required group the article satisfies, in subscription order."""
+        return [e.subscription for e in sorted(self._candidates(self._context(article)), key=lambda e: e.order)]
 
     def match_with_reasons(self, article: Article) -> list[tuple[Subscription, Match]]:
-        results = []
-        for sub in self.candidates(article):
-            result = evaluate(sub.rule, article)
-            if result.matched:
-                results.append((sub, result))
-        return results
+        """The matching subscriptions, in subscription order, with the reasons `evaluate` would give."""
+        context = self._context(article)
+        hits = []
+        for entry in self._candidates(context):
+            reasons = entry.explain(context)
+            if reasons is not None:
+                hits.append((entry.order, entry.subscription, reasons))
+        hits.sort(key=lambda hit: hit[0])
+        return [(sub, Match(True, list(reasons))) for _, sub, reasons in hits]
 
     def match(self, article: Article) -> list[Alert]:
         return [make_alert(sub, article, result.reasons) for sub, result in self.match_with_reasons(article)]

@@ -14,10 +14,9 @@ from apache_beam.pvalue import TaggedOutput
 
 from connectors.alert_channels import AlertChannel, ConsoleChannel, JsonlFileChannel
 from connectors.store import ArticleStore, RejectedDocument, StoreConfig, open_store
-from pipelines.alerting import AlertGate
+from pipelines.alerting import AlertGate, load_matcher
 from pipelines.delivery import DeliveryConfig, Dispatcher
 from pipelines.enrich import EnrichConfig, enrichment_version, shared_enricher
-from pipelines.matching import SubscriptionMatcher
 from pipelines.records import normalize, parse_record, prefer
 from schemas import Alert, Article, DeadLetter, RawArticle, Stage, content_hash
 
@@ -241,7 +240,7 @@ class _MatchFn(_StoreDoFn):
         super().setup()
         assert self.store is not None
         # Loaded per pipeline run, so subscription changes take effect from the next cycle.
-        self.matcher = SubscriptionMatcher(self.store.list_subscriptions(include_disabled=False))
+        self.matcher = load_matcher(self.store)
 
     def process(self, article: Article) -> Iterator[Alert]:
         yield from self.matcher.match(article)
