@@ -52,10 +52,10 @@ def address_problem(ip: str) -> str | None:
     for label, flag in (
         ("loopback", addr.is_loopback),
         ("link-local", addr.is_link_local),
-        ("private", addr.is_private),
-        ("multicast", addr.is_multicast),
         ("unspecified", addr.is_unspecified),
+        ("multicast", addr.is_multicast),
         ("reserved", addr.is_reserved),
+        ("private", addr.is_private),
     ):
         if flag:
             return label

@@ -45,9 +45,14 @@ class KafkaProducerConfig:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    timeout_ms: int = 10_000  # to reach the cluster, and to block on a full buffer
 
     def producer_kwargs(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        options: dict[str, Any] = {
+            "security_protocol": self.security_protocol,
+            "bootstrap_timeout_ms": self.timeout_ms,
+            "max_block_ms": self.timeout_ms,
+        }
         if self.sasl_mechanism:
             options["sasl_mechanism"] = self.sasl_mechanism
             options["sasl_plain_username"] = self.sasl_username
@@ -98,6 +103,7 @@ class Dispatcher:
         self._session = session
         self._producer_factory = producer_factory
         self._producer: Producer | None = None
+        self._producer_error: str | None = None
         self._resolver, self._sleep = resolver, sleep
         self._targets: dict[str, AlertChannel] = {}
 
@@ -109,12 +115,20 @@ class Dispatcher:
         return self._session
 
     def producer(self) -> Producer:
+        """One producer for all topic targets; if it cannot be created, the other alerts of this run fail
+        at once with the same reason instead of each waiting for the broker again."""
+        if self._producer_error is not None:
+            raise RuntimeError(f"{self._producer_error} (not retried until the next cycle)")
         if self._producer is None:
             factory = self._producer_factory
             if factory is None:
                 kafka = self.config.kafka or KafkaProducerConfig()
                 factory = kafka_producer_factory(kafka.bootstrap_servers, **kafka.producer_kwargs())
-            self._producer = factory()
+            try:
+                self._producer = factory()
+            except Exception as exc:
+                self._producer_error = f"{type(exc).__name__}: {exc}"
+                raise
         return self._producer
 
     def _build(self, target: Target) -> AlertChannel:
