@@ -273,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--subscriptions", type=int, default=10_000)
     parser.add_argument("--articles", type=int, default=5_000)
     parser.add_argument("--baseline", type=int, default=500, help="articles the naive baseline is timed on")
+    parser.add_argument("--passes", type=int, default=5, help="passes of the indexed matcher over the articles")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--sample", type=int, default=300, help="articles (from the end) to learn key frequencies from (0: priors)"
@@ -300,16 +301,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
 
-    indexed: list[float] = []
+    # Each article is matched in --passes passes; its time is the best of them, which filters out the
+    # moments the process was not on a CPU (this machine's cores are shared). The first pass alone is
+    # reported too, and it is what the speedup is computed from, like the single naive pass.
+    passes: list[list[float]] = []
     indexed_ids: list[dict[str, list[str]]] = []
+    walls: list[float] = []
     candidates = 0
-    wall = time.perf_counter()
-    for article in articles:
-        t = time.perf_counter()
-        found = matcher.match_with_reasons(article)
-        indexed.append(time.perf_counter() - t)
-        indexed_ids.append({sub.id: result.reasons for sub, result in found})
-    wall = time.perf_counter() - wall
+    for number in range(max(1, args.passes)):
+        times: list[float] = []
+        wall = time.perf_counter()
+        for article in articles:
+            t = time.perf_counter()
+            found = matcher.match_with_reasons(article)
+            times.append(time.perf_counter() - t)
+            if number == 0:
+                indexed_ids.append({sub.id: result.reasons for sub, result in found})
+        walls.append(time.perf_counter() - wall)
+        passes.append(times)
+    indexed = [min(per_article) for per_article in zip(*passes, strict=True)]
+    first = passes[0]
     for article in articles[: args.baseline]:
         candidates += len(matcher.candidates(article))
 
@@ -325,16 +336,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"MISMATCH on article {article.id}", file=sys.stderr)
 
     matches = sum(len(ids) for ids in indexed_ids)
-    indexed_same = indexed[: len(sample)]
-    speedup = statistics.fmean(naive) / statistics.fmean(indexed_same)
+    speedup = statistics.fmean(naive) / statistics.fmean(first[: len(sample)])
     result = {
         "benchmark": "alert_matching",
         "subscriptions": len(subscriptions),
         "articles": len(articles),
-        "articles_per_s": round(len(articles) / wall, 1),
+        "articles_per_s": round(len(articles) / min(walls), 1),
         "p50_ms": round(_percentile(indexed, 0.50) * 1000, 3),
         "p99_ms": round(_percentile(indexed, 0.99) * 1000, 3),
         "mean_ms": round(statistics.fmean(indexed) * 1000, 3),
+        "passes": len(passes),
+        "first_pass_p50_ms": round(_percentile(first, 0.50) * 1000, 3),
+        "first_pass_p99_ms": round(_percentile(first, 0.99) * 1000, 3),
         "baseline_articles": len(sample),
         "baseline_articles_per_s": round(len(sample) / sum(naive), 1),
         "baseline_p50_ms": round(_percentile(naive, 0.50) * 1000, 3),
@@ -348,13 +361,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print(
         f"indexed: {result['articles_per_s']:,} articles/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms "
-        f"({result['mean_candidates']} candidates and {result['matches_per_article']} matches per article)"
+        f"(best of {len(passes)} passes per article; first pass alone: p50 {result['first_pass_p50_ms']} ms, "
+        f"p99 {result['first_pass_p99_ms']} ms)"
+    )
+    print(
+        f"         {result['mean_candidates']} candidates evaluated and {result['matches_per_article']} matches "
+        f"per article; {matcher.stats['unindexed']} subscriptions have no key and are evaluated every time"
     )
     print(
         f"naive:   {result['baseline_articles_per_s']:,} articles/s, p50 {result['baseline_p50_ms']} ms, "
         f"p99 {result['baseline_p99_ms']} ms (first {len(sample)} articles)"
     )
-    print(f"speedup: {result['speedup']}x on the same articles; same matches and reasons: {agree}")
+    print(
+        f"speedup: {result['speedup']}x (mean per article, single passes, same articles); "
+        f"same matches and reasons: {agree}"
+    )
     print(json.dumps(result))
     return 0 if agree else 1
 

@@ -428,6 +428,9 @@ def compile_rule(rule: Rule, vocab: Vocabulary) -> Explain:
     raise TypeError(f"unknown rule type {type(rule).__name__}")
 
 
+_Posting = tuple[frozenset[Key], tuple[Group, ...], bool, "_Entry"]  # the entry's checks, unpacked for speed
+
+
 @dataclass(frozen=True)
 class _Entry:
     order: int
@@ -453,7 +456,7 @@ class SubscriptionMatcher:
     def __init__(self, subscriptions: Iterable[Subscription], frequencies: Mapping[Key, float] | None = None) -> None:
         self.vocab = vocabulary()
         self.subscriptions = [s for s in subscriptions if s.enabled]
-        index: dict[str, dict[str, list[_Entry]]] = defaultdict(lambda: defaultdict(list))
+        index: dict[str, dict[str, list[_Posting]]] = defaultdict(lambda: defaultdict(list))
         self._unindexed: list[_Entry] = []
         self._terms: set[str] = set()
         for order, sub in enumerate(self.subscriptions):
@@ -465,7 +468,7 @@ class SubscriptionMatcher:
             chosen = _best(groups, frequencies)
             entry = _entry(order, sub, chosen, [g for g in groups if g != chosen], explain)
             for kind, value in chosen:
-                index[kind][value].append(entry)
+                index[kind][value].append((entry.required, entry.checks, entry.posted_once, entry))
             self._terms.update(value for g in groups for kind, value in g if kind == "term")
         self._index = {kind: dict(values) for kind, values in index.items()}
         self._required_terms = frozenset(self._terms)
@@ -491,13 +494,13 @@ class SubscriptionMatcher:
                 hits = [postings[v] for v in postings if v in values]
             else:
                 hits = [postings[v] for v in values if v in postings]
-            for entries in hits:
-                for entry in entries:
-                    if not entry.required <= flat:
+            for postings_of_value in hits:
+                for required, checks, once, entry in postings_of_value:
+                    if not required <= flat:
                         continue
-                    if entry.checks and not all(not group.isdisjoint(flat) for group in entry.checks):
+                    if checks and not all(not group.isdisjoint(flat) for group in checks):
                         continue
-                    if not entry.posted_once:
+                    if not once:
                         if entry.order in seen:
                             continue
                         seen.add(entry.order)
@@ -514,13 +517,11 @@ class SubscriptionMatcher:
     def match_with_reasons(self, article: Article) -> list[tuple[Subscription, Match]]:
         """The matching subscriptions, in subscription order, with the reasons `evaluate` would give."""
         context = self._context(article)
-        hits = []
-        for entry in self._candidates(context):
-            reasons = entry.explain(context)
-            if reasons is not None:
-                hits.append((entry.order, entry.subscription, reasons))
-        hits.sort(key=lambda hit: hit[0])
-        return [(sub, Match(True, list(reasons))) for _, sub, reasons in hits]
+        hits = [
+            (entry, reasons) for entry in self._candidates(context) if (reasons := entry.explain(context)) is not None
+        ]
+        hits.sort(key=lambda hit: hit[0].order)
+        return [(entry.subscription, Match(True, list(reasons))) for entry, reasons in hits]
 
     def match(self, article: Article) -> list[Alert]:
         return [make_alert(sub, article, result.reasons) for sub, result in self.match_with_reasons(article)]
