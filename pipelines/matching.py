@@ -8,6 +8,7 @@ of a phrase), looks up the keys of each article, and evaluates only those candid
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -459,18 +460,24 @@ class SubscriptionMatcher:
         index: dict[str, dict[str, list[_Posting]]] = defaultdict(lambda: defaultdict(list))
         self._unindexed: list[_Entry] = []
         self._terms: set[str] = set()
-        for order, sub in enumerate(self.subscriptions):
-            groups = list(dict.fromkeys(required_groups(sub.rule, self.vocab)))
-            explain = compile_rule(sub.rule, self.vocab)
-            if not groups:
-                self._unindexed.append(_entry(order, sub, frozenset(), (), explain))
-                continue
-            chosen = _best(groups, frequencies)
-            entry = _entry(order, sub, chosen, [g for g in groups if g != chosen], explain)
-            for kind, value in chosen:
-                index[kind][value].append((entry.required, entry.checks, entry.posted_once, entry))
-            self._terms.update(value for g in groups for kind, value in g if kind == "term")
-        self._index = {kind: dict(values) for kind, values in index.items()}
+        collecting = gc.isenabled()
+        gc.disable()  # building thousands of closures would otherwise trigger full collections over and over
+        try:
+            for order, sub in enumerate(self.subscriptions):
+                groups = list(dict.fromkeys(required_groups(sub.rule, self.vocab)))
+                explain = compile_rule(sub.rule, self.vocab)
+                if not groups:
+                    self._unindexed.append(_entry(order, sub, frozenset(), (), explain))
+                    continue
+                chosen = _best(groups, frequencies)
+                entry = _entry(order, sub, chosen, [g for g in groups if g != chosen], explain)
+                for kind, value in chosen:
+                    index[kind][value].append((entry.required, entry.checks, entry.posted_once, entry))
+                self._terms.update(value for g in groups for kind, value in g if kind == "term")
+            self._index = {kind: dict(values) for kind, values in index.items()}
+        finally:
+            if collecting:
+                gc.enable()
         self._required_terms = frozenset(self._terms)
 
     @property
