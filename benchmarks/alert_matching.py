@@ -335,6 +335,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             agree = False
             print(f"MISMATCH on article {article.id}", file=sys.stderr)
 
+    # Growth with the number of subscriptions: a tenth of them, the same articles (best of 3 passes).
+    small = SubscriptionMatcher(subscriptions[: len(subscriptions) // 10], key_frequencies(articles[-args.sample :]))
+    small_times = []
+    for article in sample:
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            small.match_with_reasons(article)
+            best = min(best, time.perf_counter() - t)
+        small_times.append(best)
+    growth = statistics.fmean(indexed[: len(sample)]) / statistics.fmean(small_times)
+
     matches = sum(len(ids) for ids in indexed_ids)
     speedup = statistics.fmean(naive) / statistics.fmean(first[: len(sample)])
     result = {
@@ -357,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mean_candidates": round(candidates / max(1, len(sample)), 1),
         "matches_per_article": round(matches / len(articles), 2),
         "unindexed_subscriptions": matcher.stats["unindexed"],
+        "growth_10x_subscriptions": round(growth, 2),
         "agree": agree,
     }
     print(
@@ -371,6 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"naive:   {result['baseline_articles_per_s']:,} articles/s, p50 {result['baseline_p50_ms']} ms, "
         f"p99 {result['baseline_p99_ms']} ms (first {len(sample)} articles)"
+    )
+    print(
+        f"growth:  {len(subscriptions) // 10:,} -> {len(subscriptions):,} subscriptions makes matching "
+        f"{result['growth_10x_subscriptions']}x slower per article (naive: ~10x)"
     )
     print(
         f"speedup: {result['speedup']}x (mean per article, single passes, same articles); "
