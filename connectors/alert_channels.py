@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from schemas import Alert
+from schemas import Alert, AlertDigest
 
 
 class DeliveryError(Exception):
@@ -21,6 +21,22 @@ class AlertChannel(Protocol):
     def deliver(self, alert: Alert) -> None: ...
 
     def close(self) -> None: ...
+
+
+class DigestChannel(AlertChannel, Protocol):
+    """A channel that can send a batch of alerts as one message (an email, a POST, a block on the console)."""
+
+    def deliver_digest(self, digest: AlertDigest) -> None: ...
+
+
+def deliver_digest(channel: AlertChannel, digest: AlertDigest) -> None:
+    """One message where the channel supports it, else each alert on its own."""
+    send = getattr(channel, "deliver_digest", None)
+    if callable(send):
+        send(digest)
+        return
+    for alert in digest.alerts:
+        channel.deliver(alert)
 
 
 class ConsoleChannel:
@@ -41,6 +57,17 @@ class ConsoleChannel:
             f"  topics: {topics}   countries: {', '.join(alert.countries) or '-'}",
             f"  why: {'; '.join(alert.reasons)}",
         ]
+        with self._lock:
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
+
+    def deliver_digest(self, digest: AlertDigest) -> None:
+        stream = self._stream or sys.stdout
+        name = digest.subscription_name or digest.subscription_id
+        lines = [f"DIGEST [{name}] {len(digest.alerts)} alert(s)"]
+        for alert in digest.alerts:
+            lines.append(f"  - {alert.title}  {alert.url or ''}".rstrip())
+            lines.append(f"    why: {'; '.join(alert.reasons)}")
         with self._lock:
             stream.write("\n".join(lines) + "\n")
             stream.flush()

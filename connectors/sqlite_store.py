@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     article_id TEXT NOT NULL,
     created_at TEXT NOT NULL,
     doc TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'delivered',
     UNIQUE (subscription_id, article_id)
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -59,6 +60,14 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Stores created before alerts had a status get the column (existing alerts were delivered)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(alerts)")}
+    if "status" not in columns:
+        db.execute("ALTER TABLE alerts ADD COLUMN status TEXT NOT NULL DEFAULT 'delivered'")
+    db.execute("CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts(status, subscription_id, created_at)")
+
+
 class SqliteStore:
     """ArticleStore on SQLite. Safe to open from several threads or processes (WAL, busy timeout)."""
 
@@ -71,6 +80,7 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _migrate(self._db)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
 
@@ -203,25 +213,50 @@ class SqliteStore:
     def record_alert(self, alert: Alert) -> bool:
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO alerts (id, subscription_id, article_id, created_at, doc)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO alerts (id, subscription_id, article_id, created_at, doc, status)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     alert.id,
                     alert.subscription_id,
                     alert.article_id,
                     alert.created_at.isoformat(),
                     alert.model_dump_json(),
+                    alert.status,
                 ),
             )
             return cursor.rowcount == 1
 
-    def list_alerts(self, limit: int = 50, subscription_id: str | None = None) -> list[Alert]:
-        sql, params = "SELECT doc FROM alerts", []
+    def list_alerts(
+        self,
+        limit: int = 50,
+        subscription_id: str | None = None,
+        *,
+        status: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Alert]:
+        where: list[str] = []
+        params: list[object] = []
         if subscription_id:
-            sql, params = sql + " WHERE subscription_id = ?", [subscription_id]
+            where.append("subscription_id = ?")
+            params.append(subscription_id)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(since.astimezone(UTC).isoformat())
+        sql = "SELECT doc FROM alerts" + (" WHERE " + " AND ".join(where) if where else "")
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY created_at DESC LIMIT ?", [*params, limit]).fetchall()
         return [Alert.model_validate_json(r[0]) for r in rows]
+
+    def update_alerts(self, alerts: Sequence[Alert]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE alerts SET doc = ?, status = ? WHERE id = ?",
+                [(a.model_dump_json(), a.status, a.id) for a in alerts],
+            )
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         with self._transaction() as db:
@@ -245,7 +280,9 @@ class SqliteStore:
                 name: self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                 for name, table in (
                     ("articles", "articles"),
-                    ("alerts", "alerts"),
+                    ("alerts", "alerts WHERE status NOT IN ('suppressed', 'cancelled')"),
+                    ("alerts_suppressed", "alerts WHERE status = 'suppressed'"),
+                    ("alerts_pending", "alerts WHERE status = 'pending'"),
                     ("deadletters", "dead_letters"),
                     ("subscriptions", "subscriptions"),
                 )
@@ -264,7 +301,7 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO subscriptions (id, enabled, updated_at, doc) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE"
                 " SET enabled=excluded.enabled, updated_at=excluded.updated_at, doc=excluded.doc",
-                (subscription.id, int(subscription.enabled), _now(), subscription.model_dump_json()),
+                (subscription.id, int(subscription.enabled), _now(), subscription.storage_json()),
             )
 
     def remove_subscription(self, subscription_id: str) -> bool:
@@ -278,7 +315,7 @@ class SqliteStore:
             db.execute("INSERT INTO meta (key, value) VALUES ('subscriptions_seeded', ?)", (_now(),))
             db.executemany(
                 "INSERT OR IGNORE INTO subscriptions (id, enabled, updated_at, doc) VALUES (?, ?, ?, ?)",
-                [(s.id, int(s.enabled), _now(), s.model_dump_json()) for s in defaults],
+                [(s.id, int(s.enabled), _now(), s.storage_json()) for s in defaults],
             )
             return len(defaults)
 

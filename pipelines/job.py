@@ -19,13 +19,15 @@ from apache_beam.runners.runner import PipelineState
 from connectors.feed_state import FeedStateStore
 from connectors.rss import FeedBatch, FeedFetcher, FetchLimits, PollPolicy, poll_feed, read_feed_list
 from connectors.store import StoreUnavailable, open_store
+from pipelines.alerting import ReleaseReport, release_pending
+from pipelines.delivery import Dispatcher, delivery_config
 from pipelines.enrich import EnrichConfig
 from pipelines.pipeline import PipelineCounts, counts, create_pipeline
 from pipelines.records import article_record, dead_letter_record
 from pipelines.settings import Settings
 from pipelines.stores import store_config
 from pipelines.subscriptions import load_subscriptions_file
-from pipelines.transforms import ChannelConfig, PipelineConfig
+from pipelines.transforms import ChannelConfig, PipelineConfig, build_channels
 from seeds import SEEDS_DIR
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class CycleSummary:
     seconds: float
     source_stats: dict[str, dict[str, Any]]
     counts: PipelineCounts
+    released: ReleaseReport = field(default_factory=ReleaseReport)
 
     def line(self) -> str:
         c = self.counts
@@ -114,6 +117,8 @@ class CycleSummary:
             parts += [f"{name}.{k}={v}" for k, v in stats.items() if not isinstance(v, dict)]
         parts += [f"{k}={c[k]}" for k in ("read", "duplicates", "unchanged", "enriched", "new", "updated")]
         parts += [f"dead_letters={c['dead_letters']}", f"alerts={c['alerts']}"]
+        parts += [f"{k}={c[k]}" for k in ("alerts_suppressed", "alerts_pending", "alerts_repeated")]
+        parts += [f"digests={self.released.digests}", f"alerts_digested={self.released.alerts}"]
         return " ".join(parts)
 
 
@@ -129,6 +134,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
             console=settings.console_alerts,
             jsonl_path=str(settings.alerts_file) if settings.alerts_file else None,
             kafka=alerts_target(settings),
+            delivery=delivery_config(settings),
         ),
         reenrich=settings.reenrich,
         write_flush_interval=settings.es_flush_interval,
@@ -203,9 +209,31 @@ class CycleRunner:
             result_counts = self._run_pipeline(records)
         for batch in batches:
             batch.commit()
+        released = self.release_pending()
         return CycleSummary(
-            self.cycles, time.monotonic() - started, {b.source: b.stats for b in batches}, result_counts
+            self.cycles, time.monotonic() - started, {b.source: b.stats for b in batches}, result_counts, released
         )
+
+    def release_pending(self) -> ReleaseReport:
+        """At the cycle boundary: send the digests that are due (also in cycles that read nothing)."""
+        try:
+            store = open_store(self.config.store)
+        except StoreUnavailable as exc:
+            log.error("cannot release pending alerts: %s", exc)
+            return ReleaseReport()
+        dispatcher = Dispatcher(build_channels(self.config.channels), self.config.channels.delivery)
+        try:
+            subscriptions = {s.id: s for s in store.list_subscriptions()}
+            report = release_pending(store, dispatcher, subscriptions)
+            if report.dead_letters:
+                store.write_dead_letters(report.dead_letters)
+            return report
+        except StoreUnavailable as exc:
+            log.error("releasing pending alerts failed: %s; they stay pending", exc)
+            return ReleaseReport()
+        finally:
+            dispatcher.close()
+            store.close()
 
     def _run_pipeline(self, records: list[str]) -> PipelineCounts:
         self.work_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from seeds import FEEDS_DIR, SEEDS_DIR
 ENV_PREFIX = "NEWSWATCH_"
 # Env vars with our prefix that are not settings: the test suite's and the config file pointer.
 _NOT_SETTINGS = ("NEWSWATCH_TEST_", "NEWSWATCH_CONFIG")
-_SECRET_FIELDS = ("es_api_key", "es_password", "kafka_sasl_password")
+_SECRET_FIELDS = ("es_api_key", "es_password", "kafka_sasl_password", "smtp_password")
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -109,6 +109,22 @@ class Settings(BaseSettings):
         None,
         description="Static group membership id (default: from host, data dir and a free slot; 'dynamic': none)",
     )
+
+    # Alert delivery to subscribers' own targets (see docs/alerts.md).
+    webhook_allow_private: bool = Field(
+        False, description="Allow webhooks to loopback, private, link-local or reserved addresses"
+    )
+    webhook_timeout: float = Field(10.0, gt=0, description="Seconds to connect and per read, per attempt")
+    webhook_attempts: int = Field(4, ge=1, le=20, description="Attempts per webhook delivery before a dead letter")
+    webhook_backoff_max: float = Field(10.0, ge=0, description="Cap on the wait between webhook attempts, seconds")
+    smtp_host: str | None = Field(None, description="SMTP server for email alerts")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "newswatch@localhost"
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout: float = Field(10.0, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False

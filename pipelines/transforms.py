@@ -12,11 +12,12 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from connectors.alert_channels import AlertChannel, ConsoleChannel, DeliveryError, JsonlFileChannel
+from connectors.alert_channels import AlertChannel, ConsoleChannel, JsonlFileChannel
 from connectors.kafka import KafkaAlertChannel, KafkaPublisher, TopicTarget, dead_letter_message
 from connectors.store import ArticleStore, RejectedDocument, StoreConfig, open_store
+from pipelines.alerting import AlertGate, load_matcher
+from pipelines.delivery import DeliveryConfig, Dispatcher
 from pipelines.enrich import EnrichConfig, enrichment_version, shared_enricher
-from pipelines.matching import SubscriptionMatcher
 from pipelines.records import normalize, parse_record, prefer
 from schemas import Alert, Article, DeadLetter, RawArticle, Stage, content_hash
 
@@ -37,6 +38,7 @@ class ChannelConfig:
     console: bool = True
     jsonl_path: str | None = None
     kafka: TopicTarget | None = None  # the alerts topic (key = subscription id)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)  # subscribers' webhook/kafka/email targets
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,7 @@ class _MatchFn(_StoreDoFn):
         super().setup()
         assert self.store is not None
         # Loaded per pipeline run, so subscription changes take effect from the next cycle.
-        self.matcher = SubscriptionMatcher(self.store.list_subscriptions(include_disabled=False))
+        self.matcher = load_matcher(self.store)
 
     def process(self, article: Article) -> Iterator[Alert]:
         yield from self.matcher.match(article)
@@ -273,48 +275,75 @@ def build_channels(config: ChannelConfig) -> list[AlertChannel]:
     return channels
 
 
-class _DeliverFn(_StoreDoFn):
+class _GateAndDeliverFn(_StoreDoFn):
+    """Per subscription: drop repeats, suppress near-duplicates, hold for digests, deliver the rest."""
+
     def __init__(self, store: StoreConfig, channels: ChannelConfig) -> None:
         super().__init__(store)
         self.channel_config = channels
 
     def setup(self) -> None:
         super().setup()
-        self.channels = build_channels(self.channel_config)
-
-    def process(self, alert: Alert) -> Iterator[Any]:
         assert self.store is not None
-        if not self.store.record_alert(alert):
-            counter("alerts_repeated").inc()  # this subscription already alerted on this article
+        self.gate = AlertGate(self.store)
+        self.dispatcher = Dispatcher(build_channels(self.channel_config), self.channel_config.delivery)
+        self.subscriptions = {s.id: s for s in self.store.list_subscriptions()}
+
+    def process(self, keyed: tuple[str, Iterable[Alert]]) -> Iterator[DeadLetter]:
+        assert self.store is not None
+        subscription_id, alerts = keyed
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:  # removed since matching started: keep what matched, visibly
+            self.subscriptions = {s.id: s for s in self.store.list_subscriptions()}
+            subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            for alert in alerts:
+                cancelled = alert.model_copy(update={"status": "cancelled", "status_reason": "subscription removed"})
+                if self.store.record_alert(cancelled):
+                    counter("alerts_cancelled").inc()
             return
-        counter("alerts").inc()
-        for channel in self.channels:
-            try:
-                channel.deliver(alert)
-            except DeliveryError as exc:
-                yield DeadLetter(
-                    stage="deliver",
-                    reason=f"{channel.name}: {exc}",
-                    payload=alert.model_dump_json(),
-                    source=alert.subscription_id,
-                    details={"channel": channel.name},
+        result = self.gate.admit(subscription, alerts)
+        for outcome, name in (
+            ("delivered", "alerts"),
+            ("repeated", "alerts_repeated"),
+            ("suppressed", "alerts_suppressed"),
+            ("pending", "alerts_pending"),
+        ):
+            if result.counts[outcome]:
+                counter(name).inc(result.counts[outcome])
+        for alert in result.recorded:
+            if alert.status == "suppressed":
+                log.info(
+                    "alert suppressed subscription=%s article=%s: %s",
+                    alert.subscription_id,
+                    alert.article_id,
+                    alert.status_reason,
                 )
+        for alert in result.to_deliver:
+            yield from self.dispatcher.deliver(subscription, alert)
 
     def teardown(self) -> None:
-        for channel in getattr(self, "channels", []):
-            channel.close()
+        dispatcher = getattr(self, "dispatcher", None)
+        if dispatcher is not None:
+            dispatcher.close()
         super().teardown()
 
 
 class DeliverAlerts(beam.PTransform):
-    """Record each alert once per (subscription, article), then deliver it; failures are dead letters."""
+    """Group alerts by subscription, record each once per (subscription, article) with its status
+    (delivered, pending for a digest, suppressed as a near-duplicate), deliver; failures are dead letters."""
 
     def __init__(self, store: StoreConfig, channels: ChannelConfig) -> None:
         super().__init__()
         self.store, self.channels = store, channels
 
     def expand(self, alerts: beam.PCollection[Alert]) -> beam.PCollection[DeadLetter]:
-        return alerts | "RecordAndDeliver" >> beam.ParDo(_DeliverFn(self.store, self.channels))
+        return (
+            alerts
+            | "KeyBySubscription" >> beam.Map(lambda a: (a.subscription_id, a))
+            | "GroupBySubscription" >> beam.GroupByKey()
+            | "GateAndDeliver" >> beam.ParDo(_GateAndDeliverFn(self.store, self.channels))
+        )
 
 
 # --- Dead letters ---

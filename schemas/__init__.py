@@ -2,14 +2,22 @@
 
 from schemas.ids import article_id, canonical_url, content_hash, stable_hash
 from schemas.models import (
+    MASKED,
+    REVEAL_SECRETS,
     Alert,
+    AlertDigest,
+    AlertStatus,
     AllOf,
     AnyOf,
     Article,
     CountryCondition,
     DeadLetter,
+    Duration,
+    EmailTarget,
     Entity,
     EntityCondition,
+    KafkaTarget,
+    LanguageCondition,
     Mention,
     NotRule,
     Place,
@@ -19,13 +27,18 @@ from schemas.models import (
     SourceCondition,
     Stage,
     Subscription,
+    Target,
     TextCondition,
     TopicCondition,
     TopicTag,
+    WebhookTarget,
+    format_duration,
     utcnow,
 )
 
-MODELS = {m.__name__: m for m in (RawArticle, Article, Entity, Place, TopicTag, Subscription, Alert, DeadLetter)}
+MODELS = {
+    m.__name__: m for m in (RawArticle, Article, Entity, Place, TopicTag, Subscription, Alert, AlertDigest, DeadLetter)
+}
 
 
 def json_schema(name: str) -> dict[str, object]:
@@ -38,15 +51,23 @@ def json_schema(name: str) -> dict[str, object]:
 
 
 __all__ = [
+    "MASKED",
     "MODELS",
+    "REVEAL_SECRETS",
     "Alert",
+    "AlertDigest",
+    "AlertStatus",
     "AllOf",
     "AnyOf",
     "Article",
     "CountryCondition",
     "DeadLetter",
+    "Duration",
+    "EmailTarget",
     "Entity",
     "EntityCondition",
+    "KafkaTarget",
+    "LanguageCondition",
     "Mention",
     "NotRule",
     "Place",
@@ -56,12 +77,15 @@ __all__ = [
     "SourceCondition",
     "Stage",
     "Subscription",
+    "Target",
     "TextCondition",
     "TopicCondition",
     "TopicTag",
+    "WebhookTarget",
     "article_id",
     "canonical_url",
     "content_hash",
+    "format_duration",
     "json_schema",
     "stable_hash",
     "utcnow",

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
+    SecretStr,
+    SerializationInfo,
     TypeAdapter,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -186,6 +191,29 @@ class EntityCondition(_Model):
 class TextCondition(_Model):
     kind: Literal["text"] = "text"
     text: str = Field(min_length=1, description="Word or phrase, case-insensitive, on word boundaries")
+    regex: bool = Field(False, description="`text` is a regular expression (case-insensitive), not a phrase")
+
+    @model_validator(mode="after")
+    def _compiles(self) -> TextCondition:
+        if self.regex:
+            try:
+                re.compile(self.text)
+            except re.error as exc:
+                where = f" at position {exc.pos + 1}" if exc.pos is not None else ""
+                raise ValueError(f"invalid regular expression {self.text!r}{where}: {exc.msg}") from None
+        return self
+
+
+class LanguageCondition(_Model):
+    kind: Literal["language"] = "language"
+    language: str = Field(
+        pattern=r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$", description="BCP 47 tag: 'en' matches en, en-gb, en-us..."
+    )
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower().replace("_", "-") if isinstance(value, str) else value
 
 
 class SourceCondition(_Model):
@@ -210,7 +238,7 @@ class NotRule(_Model):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
-_RULE_KINDS = ("all", "any", "not", "topic", "country", "region", "entity", "text", "source")
+_RULE_KINDS = ("all", "any", "not", "topic", "country", "region", "entity", "text", "source", "language")
 
 
 def _infer_kind(value: Any) -> Any:
@@ -238,12 +266,110 @@ Rule = Annotated[
     | RegionCondition
     | EntityCondition
     | TextCondition
-    | SourceCondition,
+    | SourceCondition
+    | LanguageCondition,
     Field(discriminator="kind"),
 ]
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
 NotRule.model_rebuild()
+
+
+# --- Delivery targets and timing of a subscription ----------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
+_DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+MASKED = "**********"
+# Pass as `context` to model_dump/model_dump_json where secrets must survive (the store), nowhere else.
+REVEAL_SECRETS = {"reveal_secrets": True}
+
+
+def _parse_duration(value: Any) -> Any:
+    """'90s', '15m', '6h', '1d', '1h30m' or plain seconds; anything else goes on to pydantic (ISO 8601)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return timedelta(seconds=float(text))
+        if text and _DURATION_PART.sub("", text).strip() == "" and _DURATION_PART.search(text):
+            return timedelta(
+                seconds=sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in _DURATION_PART.findall(text))
+            )
+        if not text.upper().startswith(("P", "-P")):  # ISO 8601 durations go on to pydantic
+            raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 15m, 6h, 1d or 1h30m")
+    return value
+
+
+def _non_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError("must not be negative")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_non_negative)]
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        count, seconds = divmod(seconds, _DURATION_UNITS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _reveal(secret: SecretStr | None, info: SerializationInfo) -> str | None:
+    if secret is None:
+        return None
+    context = info.context if isinstance(info.context, dict) else {}
+    return secret.get_secret_value() if context.get("reveal_secrets") else MASKED
+
+
+class WebhookTarget(_Model):
+    """HTTP POST of the Alert JSON, signed with HMAC-SHA256 of the body under `secret`."""
+
+    kind: Literal["webhook"] = "webhook"
+    url: str = Field(description="http(s) URL; private addresses are refused unless the operator allows them")
+    secret: SecretStr | None = Field(None, description="Shared secret for X-Newswatch-Signature; never shown")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        _HTTP_URL.validate_python(value)
+        return value
+
+    @field_serializer("secret")
+    def _secret(self, secret: SecretStr | None, info: SerializationInfo) -> str | None:
+        return _reveal(secret, info)
+
+
+class KafkaTarget(_Model):
+    """Publish Alert JSON to this topic, keyed by the subscription id."""
+
+    kind: Literal["kafka"] = "kafka"
+    topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class EmailTarget(_Model):
+    """One email per alert (or per digest) through the operator's SMTP server."""
+
+    kind: Literal["email"] = "email"
+    to: list[str] = Field(min_length=1)
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not re.fullmatch(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+", address):
+                raise ValueError(f"{address!r} is not an email address")
+        return value
+
+
+Target = Annotated[WebhookTarget | KafkaTarget | EmailTarget, Field(discriminator="kind")]
 
 
 class Subscription(_Model):
@@ -256,11 +382,52 @@ class Subscription(_Model):
     channels: list[str] = Field(default_factory=lambda: ["console"], description="Delivery channel names")
     enabled: bool = True
     created_at: UtcDatetime = Field(default_factory=utcnow)
+    targets: list[Target] = Field(default_factory=list, description="The subscriber's own webhook/kafka/email")
+    realert: Duration = Field(
+        timedelta(hours=24),
+        description="Within this window a near-duplicate of an article already alerted on is suppressed (0: off)",
+    )
+    digest: Duration | None = Field(None, description="Batch alerts and deliver them once per this interval")
+    active_hours: str | None = Field(
+        None, description="HH:MM-HH:MM in `timezone`; alerts outside are held and delivered when the window opens"
+    )
+    timezone: str = Field("UTC", description="IANA time zone of active_hours")
 
     @field_validator("rule", mode="before")
     @classmethod
     def _short_form(cls, value: Any) -> Any:
         return _normalise_rule(value)
+
+    @field_validator("active_hours")
+    @classmethod
+    def _hours(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"{value!r}: expected HH:MM-HH:MM on a 24-hour clock, e.g. 08:00-18:00 or 22:00-06:00")
+        if value[:5] == value[6:]:
+            raise ValueError(f"{value!r}: the window is empty (start equals end)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        return value
+
+    @field_validator("digest")
+    @classmethod
+    def _positive_digest(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("a digest interval must be positive (leave it out for immediate alerts)")
+        return value
+
+    def storage_json(self) -> str:
+        """JSON with secrets in clear: only for the store, which keeps what delivery needs."""
+        return self.model_dump_json(context=REVEAL_SECRETS)
 
 
 def _normalise_rule(value: Any) -> Any:
@@ -272,6 +439,9 @@ def _normalise_rule(value: Any) -> Any:
         elif kind == "not" and "not" in value:
             value = {**value, "not": _normalise_rule(value["not"])}
     return value
+
+
+AlertStatus = Literal["delivered", "pending", "digested", "suppressed", "cancelled"]
 
 
 class Alert(_Model):
@@ -290,11 +460,35 @@ class Alert(_Model):
     countries: list[str] = Field(default_factory=list)
     entities: list[str] = Field(default_factory=list, description="Canonical names of people and groups")
     created_at: UtcDatetime = Field(default_factory=utcnow)
+    summary: str = Field("", description="The article's lead, for the reader and for near-duplicate checks")
+    status: AlertStatus = Field(
+        "delivered",
+        description="delivered; pending (held for a digest or quiet hours); digested; suppressed (a near-duplicate "
+        "within the realert window); cancelled (its subscription went away while it was pending)",
+    )
+    status_reason: str = ""
+    duplicate_of: str | None = Field(None, description="The alert this one repeats, when suppressed")
 
     @model_validator(mode="after")
     def _id(self) -> Alert:
         if not self.id:
             self.id = stable_hash("alert", self.subscription_id, self.article_id)
+        return self
+
+
+class AlertDigest(_Model):
+    """Alerts of one subscription batched over an interval (digest mode or quiet hours)."""
+
+    id: str = ""
+    subscription_id: str
+    subscription_name: str = ""
+    alerts: list[Alert] = Field(min_length=1)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _id(self) -> AlertDigest:
+        if not self.id:
+            self.id = stable_hash("digest", self.subscription_id, *sorted(a.id for a in self.alerts))
         return self
 
 

@@ -1,0 +1,166 @@
+"""What happens to a matched alert: repeated, suppressed as a near-duplicate, held for a digest, or sent.
+
+Every outcome except a repeat is recorded in the store with its status, so suppressed and held alerts are
+visible (`newswatch alerts list --all`) rather than silently dropped. Pending alerts are released at cycle
+boundaries by `release_pending`, as one digest per subscription.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from itertools import islice
+from zoneinfo import ZoneInfo
+
+from connectors.store import ArticleStore
+from pipelines.delivery import Dispatcher
+from pipelines.matching import SubscriptionMatcher, key_frequencies
+from pipelines.neardup import TEXT_THRESHOLD as NEAR_DUPLICATE
+from pipelines.neardup import Fingerprint, fingerprint, similarity
+from schemas import Alert, AlertDigest, DeadLetter, Subscription, format_duration, utcnow
+
+LIVE_STATUSES = ("delivered", "pending", "digested")  # alerts the subscriber was or will be told about
+RECENT_LIMIT = 2000
+
+
+def load_matcher(store: ArticleStore, sample: int = 300) -> SubscriptionMatcher:
+    """The enabled subscriptions, indexed under their rarest keys as seen in a sample of stored articles.
+    Called once per pipeline run, so subscription changes take effect from the next cycle."""
+    frequencies = key_frequencies(islice(store.iter_articles(batch_size=sample), sample)) if sample else None
+    return SubscriptionMatcher(store.list_subscriptions(include_disabled=False), frequencies or None)
+
+
+def in_active_hours(subscription: Subscription, now: datetime) -> bool:
+    if not subscription.active_hours:
+        return True
+    start_text, end_text = subscription.active_hours.split("-")
+    start, end = time.fromisoformat(start_text), time.fromisoformat(end_text)
+    local = now.astimezone(ZoneInfo(subscription.timezone)).time()
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end  # a window across midnight, e.g. 22:00-06:00
+
+
+def _order(alert: Alert) -> tuple[datetime, str]:
+    return (alert.published or alert.created_at, alert.article_id)
+
+
+@dataclass
+class GateResult:
+    """The recorded alerts of one batch (with their status) and how many of each outcome there were."""
+
+    recorded: list[Alert] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def to_deliver(self) -> list[Alert]:
+        return [a for a in self.recorded if a.status == "delivered"]
+
+
+class AlertGate:
+    """Decides, per subscription, the fate of its newly matched alerts against what it already said."""
+
+    def __init__(self, store: ArticleStore) -> None:
+        self.store = store
+
+    def admit(self, subscription: Subscription, alerts: Iterable[Alert], now: datetime | None = None) -> GateResult:
+        now = now or utcnow()
+        result = GateResult()
+        recent: list[tuple[Alert, Fingerprint]] = []
+        if subscription.realert > timedelta(0):
+            earlier = self.store.list_alerts(
+                RECENT_LIMIT, subscription.id, status=LIVE_STATUSES, since=now - subscription.realert
+            )
+            recent = [(a, fingerprint(a.title, a.summary)) for a in earlier]
+        held_reason = ""
+        if subscription.digest is not None:
+            held_reason = f"digest every {format_duration(subscription.digest)}"
+        elif not in_active_hours(subscription, now):
+            held_reason = f"outside active hours {subscription.active_hours} {subscription.timezone}"
+        for alert in sorted(alerts, key=_order):
+            mark = fingerprint(alert.title, alert.summary)
+            duplicate, score = _closest(mark, alert.article_id, recent)
+            if duplicate is not None:
+                decided = alert.model_copy(
+                    update={
+                        "status": "suppressed",
+                        "duplicate_of": duplicate.id,
+                        "status_reason": f"near-duplicate ({score:.2f}) of {duplicate.title!r}, alerted "
+                        f"{duplicate.created_at:%Y-%m-%d %H:%M} UTC, within realert "
+                        f"{format_duration(subscription.realert)}",
+                        "created_at": now,
+                    }
+                )
+            elif held_reason:
+                decided = alert.model_copy(
+                    update={"status": "pending", "status_reason": held_reason, "created_at": now}
+                )
+            else:
+                decided = alert.model_copy(update={"status": "delivered", "created_at": now})
+            if not self.store.record_alert(decided):
+                result.counts["repeated"] += 1  # this subscription already alerted on this article
+                continue
+            result.counts[decided.status] += 1
+            result.recorded.append(decided)
+            if decided.status != "suppressed" and subscription.realert > timedelta(0):
+                recent.append((decided, mark))
+        return result
+
+
+def _closest(
+    mark: Fingerprint, article_id: str, recent: Sequence[tuple[Alert, Fingerprint]]
+) -> tuple[Alert | None, float]:
+    best: Alert | None = None
+    best_score = 0.0
+    for alert, other in recent:
+        if alert.article_id == article_id:
+            continue  # the same article again is a repeat, which record_alert decides
+        score = similarity(mark, other)
+        if score >= NEAR_DUPLICATE and score > best_score:
+            best, best_score = alert, score
+    return best, best_score
+
+
+@dataclass
+class ReleaseReport:
+    digests: int = 0
+    alerts: int = 0
+    cancelled: int = 0
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def release_pending(
+    store: ArticleStore,
+    dispatcher: Dispatcher,
+    subscriptions: Mapping[str, Subscription],
+    now: datetime | None = None,
+    limit: int = 10_000,
+) -> ReleaseReport:
+    """Deliver, as one digest per subscription, the pending alerts whose interval elapsed (or whose quiet
+    hours ended); alerts of removed or disabled subscriptions are cancelled, visibly."""
+    now = now or utcnow()
+    report = ReleaseReport()
+    by_subscription: dict[str, list[Alert]] = defaultdict(list)
+    for alert in store.list_alerts(limit, status="pending"):
+        by_subscription[alert.subscription_id].append(alert)
+    for subscription_id, alerts in sorted(by_subscription.items()):
+        alerts.sort(key=lambda a: (a.created_at, a.article_id))
+        subscription = subscriptions.get(subscription_id)
+        if subscription is None or not subscription.enabled:
+            why = "subscription removed" if subscription is None else "subscription disabled"
+            store.update_alerts([a.model_copy(update={"status": "cancelled", "status_reason": why}) for a in alerts])
+            report.cancelled += len(alerts)
+            continue
+        if not in_active_hours(subscription, now):
+            continue
+        if subscription.digest is not None and now < alerts[0].created_at + subscription.digest:
+            continue
+        released = [a.model_copy(update={"status": "digested"}) for a in alerts]
+        digest = AlertDigest(subscription_id=subscription.id, subscription_name=subscription.name, alerts=released)
+        report.dead_letters += dispatcher.deliver_digest(subscription, digest)
+        store.update_alerts(released)
+        report.digests += 1
+        report.alerts += len(released)
+    return report
