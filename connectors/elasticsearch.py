@@ -254,10 +254,16 @@ def _dumps(obj: Any) -> bytes:
 
 
 def bulk_items(
-    index: str, op: Literal["index", "create"], docs: Sequence[tuple[str, dict[str, Any]]]
+    index: str, op: Literal["index", "create", "update"], docs: Sequence[tuple[str, dict[str, Any]]]
 ) -> list[BulkItem]:
+    """`update` replaces the fields of an existing document and fails (404) where there is none."""
     return [
-        BulkItem(position, doc_id, _dumps({op: {"_index": index, "_id": doc_id}}), _dumps(doc))
+        BulkItem(
+            position,
+            doc_id,
+            _dumps({op: {"_index": index, "_id": doc_id}}),
+            _dumps({"doc": doc} if op == "update" else doc),
+        )
         for position, (doc_id, doc) in enumerate(docs)
     ]
 
@@ -427,6 +433,30 @@ def hit_to_search_hit(hit: dict[str, Any]) -> SearchHit:
     )
 
 
+# --- alerts ---
+
+SILENT_STATUSES = ("suppressed", "cancelled")  # recorded, but nobody was or will be told: not in counts["alerts"]
+
+
+def alerts_query(
+    subscription_id: str | None, status: str | Sequence[str] | None, since: datetime | None
+) -> dict[str, Any]:
+    """The filter of list_alerts. Alerts stored before alerts had a status have no `status` field and
+    count as delivered (as SQLite's migration makes them)."""
+    filters: list[dict[str, Any]] = []
+    if subscription_id:
+        filters.append({"term": {"subscription_id": subscription_id}})
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        wanted: list[dict[str, Any]] = [{"terms": {"status": statuses}}]
+        if "delivered" in statuses:
+            wanted.append({"bool": {"must_not": [{"exists": {"field": "status"}}]}})
+        filters.append({"bool": {"should": wanted, "minimum_should_match": 1}})
+    if since is not None:
+        filters.append({"range": {"created_at": {"gte": since.astimezone(UTC).isoformat()}}})
+    return {"bool": {"filter": filters}} if filters else {"match_all": {}}
+
+
 # --- the store ---
 
 
@@ -445,6 +475,9 @@ class ElasticsearchStore:
         self.retrier = Retrier(RetryPolicy(max_retries=config.max_retries, max_backoff=config.max_backoff), sleep)
         self.bulk = BulkWriter(self.client, self.retrier, config.bulk_max_docs, config.bulk_max_bytes)
         self._written: set[Kind] = set()
+        # Subscriptions whose alerts this store wrote since its last refresh of the alerts index: reading
+        # them back (the realert window) must see those writes, as it does on SQLite.
+        self._unrefreshed_alerts: set[str] = set()
 
     def __enter__(self) -> ElasticsearchStore:
         return self
@@ -467,6 +500,8 @@ class ElasticsearchStore:
         """Make what was written searchable now (Elasticsearch does it by itself about every second)."""
         names = ",".join(self.layout.read_alias(k) for k in (kinds or KINDS))
         self.retrier.call("refresh", partial(self.client.indices.refresh, index=names))
+        if not kinds or "alerts" in kinds:
+            self._unrefreshed_alerts.clear()
 
     # --- articles ---
 
@@ -566,8 +601,8 @@ class ElasticsearchStore:
     # --- alerts and dead letters ---
 
     def record_alert(self, alert: Alert) -> bool:
-        """Create the alert document; 409 means this (subscription, article) pair already alerted.
-        A 409 on a retried attempt may be our own first attempt: then the stored copy is ours."""
+        """Create the alert document (with its status); 409 means this (subscription, article) pair already
+        alerted. A 409 on a retried attempt may be our own first attempt: then the stored copy is ours."""
         index = self.layout.write_alias("alerts")
         doc = alert_document(alert)
         attempts = 0
@@ -586,11 +621,49 @@ class ElasticsearchStore:
 
         created = self.retrier.call("record_alert", create)
         self._written.add("alerts")
+        if created:
+            self._unrefreshed_alerts.add(alert.subscription_id)
         return created
 
-    def list_alerts(self, limit: int = 50, subscription_id: str | None = None) -> list[Alert]:
-        query: dict[str, Any] = {"term": {"subscription_id": subscription_id}} if subscription_id else {"match_all": {}}
-        hits = self._search("alerts", {"query": query, "size": limit, "sort": [{"created_at": "desc"}, {"id": "asc"}]})
+    def update_alerts(self, alerts: Sequence[Alert]) -> None:
+        """Overwrite stored alerts by id; like SQLite's UPDATE, an id that is not stored is left out."""
+        if not alerts:
+            return
+        index = self.layout.write_alias("alerts")
+        items = bulk_items(index, "update", [(a.id, alert_document(a)) for a in alerts])
+        results = self.bulk.write(items, index)
+        self._written.add("alerts")
+        self._unrefreshed_alerts.update(a.subscription_id for a in alerts)
+        refused = []
+        for alert, result in zip(alerts, results, strict=True):
+            if result.error_type == "document_missing_exception":
+                log.warning("alert %s not updated: it is not stored (deleted meanwhile?)", alert.id)
+            elif result.error is not None:
+                refused.append(f"{alert.id}: {result.status} {result.error}")
+        if refused:
+            raise StoreUnavailable(
+                f"Elasticsearch refused {len(refused)} alert update(s) ({refused[0]}); "
+                "is the alerts mapping older than this version? run `newswatch es setup`"
+            )
+
+    def list_alerts(
+        self,
+        limit: int = 50,
+        subscription_id: str | None = None,
+        *,
+        status: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Alert]:
+        if self._unrefreshed_alerts and (subscription_id is None or subscription_id in self._unrefreshed_alerts):
+            self.refresh("alerts")
+        hits = self._search(
+            "alerts",
+            {
+                "query": alerts_query(subscription_id, status, since),
+                "size": limit,
+                "sort": [{"created_at": "desc"}, {"id": "asc"}],
+            },
+        )
         return [alert_from_source(h["_source"]) for h in hits]
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
@@ -629,7 +702,9 @@ class ElasticsearchStore:
     def counts(self) -> dict[str, int]:
         queries: dict[str, tuple[Kind, dict[str, Any]]] = {
             "articles": ("articles", {"match_all": {}}),
-            "alerts": ("alerts", {"match_all": {}}),
+            "alerts": ("alerts", {"bool": {"must_not": [{"terms": {"status": list(SILENT_STATUSES)}}]}}),
+            "alerts_suppressed": ("alerts", {"term": {"status": "suppressed"}}),
+            "alerts_pending": ("alerts", {"term": {"status": "pending"}}),
             "deadletters": ("deadletters", {"match_all": {}}),
             "subscriptions": ("subscriptions", {"term": {"kind": SUBSCRIPTION_KIND}}),
         }
@@ -660,7 +735,7 @@ class ElasticsearchStore:
 
     def put_subscription(self, subscription: Subscription) -> None:
         index = self.layout.write_alias("subscriptions")
-        doc = subscription_document(subscription)
+        doc = subscription_document(subscription)  # with its secrets: delivery signs with them
         self.retrier.call(
             "put_subscription",
             lambda: self.client.index(

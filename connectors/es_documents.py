@@ -7,6 +7,7 @@ document read back validates to the model that was written.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,7 +68,9 @@ def dead_letter_from_source(source: dict[str, Any]) -> DeadLetter:
 
 
 def subscription_document(subscription: Subscription, updated_at: datetime | None = None) -> dict[str, Any]:
-    doc = subscription.model_dump(mode="json")
+    """The subscription as stored: with its secrets in clear (webhook signing needs them), as on SQLite;
+    `targets` is mapped `enabled: false`, so they are kept in _source but never indexed."""
+    doc = json.loads(subscription.storage_json())
     doc["kind"] = SUBSCRIPTION_KIND
     doc["updated_at"] = (updated_at or datetime.now(UTC)).isoformat()
     return doc

@@ -1,9 +1,10 @@
 """`newswatch es setup`: apply the index design in deploy/elasticsearch to a cluster, idempotently.
 
 Order: ILM policies (where the cluster has ILM) -> component templates -> composable index templates ->
-one versioned index per kind behind its read and write aliases. When the templates ask for a newer
-index version than the aliases point at, `migrate=True` creates the new index, reindexes into it and
-swaps both aliases in one atomic update (the old index is kept for the operator to delete).
+one versioned index per kind behind its read and write aliases. Fields the templates add to an index of
+the version they want are added to its mapping in place. When the templates ask for a newer index
+version than the aliases point at, `migrate=True` creates the new index, reindexes into it and swaps
+both aliases in one atomic update (the old index is kept for the operator to delete).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch
 
 from connectors.elasticsearch import KINDS, IndexLayout, Kind, Retrier, describe_error
+from connectors.es_documents import mapping_fields
 from connectors.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -220,6 +222,8 @@ class IndexSetup:
             if current not in self._aliased(read):
                 self._update_aliases([{"add": {"index": current, "alias": read}}])
                 report.actions.append(f"alias {read}: added to {current}")
+            if current_version == wanted:
+                self._add_new_fields(kind, current, templates, report)
             report.actions.append(f"index {current}: up to date (v{current_version})")
             return
         if not migrate:
@@ -228,6 +232,29 @@ class IndexSetup:
             )
             return
         self._migrate(kind, list(behind_write), target, report)
+
+    def _add_new_fields(self, kind: Kind, index: str, templates: Templates, report: SetupReport) -> None:
+        """Fields the templates have and the index lacks (a newer newswatch writes them) are added to its
+        mapping in place: under `dynamic: strict` every document carrying them would be refused otherwise.
+        A change an existing field cannot take needs a new index version (`_meta.index_version`)."""
+        wanted = templates.mappings(kind).get("properties", {})
+        found: dict[str, Any] = dict(
+            self._call(f"get mapping {index}", partial(self.client.indices.get_mapping, index=index))
+        )
+        current: dict[str, Any] = next(iter(found.values()), {})
+        have = current.get("mappings", {}).get("properties", {})
+        added = sorted(mapping_fields(wanted) - mapping_fields(have))
+        if not added:
+            return
+        try:
+            self._call(f"put mapping {index}", partial(self.client.indices.put_mapping, index=index, properties=wanted))
+        except ApiError as exc:
+            error = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else exc.body
+            raise SetupError(
+                f"{kind}: cannot add {', '.join(added)} to {index} in place ({describe_error(error)}); bump "
+                f"_meta.index_version in index_templates/{kind}.json and run `newswatch es setup --migrate`"
+            ) from None
+        report.actions.append(f"index {index}: mapping updated in place, added {', '.join(added)}")
 
     def _create(self, index: str, aliases: dict[str, Any]) -> None:
         self._call(f"create {index}", partial(self.client.indices.create, index=index, aliases=aliases))

@@ -452,7 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", parents=[common], help="JSON Schema of the data models")
     schema.add_argument(
-        "model", nargs="?", help="RawArticle, Article, Entity, Place, TopicTag, Subscription, Alert, DeadLetter"
+        "model",
+        nargs="?",
+        help="RawArticle, Article, Entity, Place, TopicTag, Subscription, Alert, AlertDigest, DeadLetter",
     )
     schema.add_argument("--out", help="write one NAME.schema.json per model into this directory")
     schema.set_defaults(func=cmd_schema)

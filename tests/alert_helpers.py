@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,13 @@ from pipelines.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parent.parent
 SEED_TITLE = "Iraq's parliament calls for expulsion of U.S. troops after Soleimani killing"
 SEED_TEXT = (REPO / "seeds" / "seed-article.txt").read_text(encoding="utf-8")
+PUBLISHED = datetime(2020, 1, 5, 18, 30, tzinfo=UTC)
+PARAGRAPHS = [p for p in SEED_TEXT.split("\n\n") if p.strip()]
+MALI = (
+    "France will pull out its soldiers from Mali after nine years of fighting jihadists, President Emmanuel "
+    "Macron said on Thursday, as relations with the ruling junta in Bamako collapsed. The withdrawal of troops "
+    "will take four to six months, and bases in northern Mali will close."
+)
 
 
 @dataclass
@@ -144,3 +152,44 @@ def job_settings(tmp: Path, feeds: list[Path], **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return load_settings(**values)
+
+
+def seed_story_feeds(tmp_path: Path) -> list[Path]:
+    """The seed story in three feeds: different URLs and titles, near-identical text."""
+    world = write_feed(
+        tmp_path,
+        "world.xml",
+        [
+            {
+                "title": SEED_TITLE,
+                "link": "https://wire.example/2020/01/05/iraq",
+                "text": SEED_TEXT,
+                "published": PUBLISHED,
+            }
+        ],
+    )
+    desk = write_feed(
+        tmp_path,
+        "desk.xml",
+        [
+            {
+                "title": "Iraqi parliament calls for expulsion of US troops after Soleimani killing",
+                "link": "https://desk.example/middle-east/iraq-us-troops",
+                "text": SEED_TEXT.replace("’", "'"),
+                "published": PUBLISHED,
+            }
+        ],
+    )
+    monitor = write_feed(
+        tmp_path,
+        "monitor.xml",
+        [
+            {
+                "title": "Iraq parliament votes to expel U.S. troops after Soleimani strike",
+                "link": "https://monitor.example/iraq/parliament-vote",
+                "text": "\n\n".join(PARAGRAPHS[:4]),
+                "published": PUBLISHED,
+            }
+        ],
+    )
+    return [world, desk, monitor]

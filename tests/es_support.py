@@ -32,6 +32,20 @@ def es_config(url: str, prefix: str, **overrides: Any) -> ElasticsearchConfig:
     return ElasticsearchConfig(url=url, index_prefix=prefix, **{**defaults, **overrides})
 
 
+def es_env(url: str, prefix: str, data_dir: Path) -> dict[str, str]:
+    """The environment of a `newswatch` command that uses this server and prefix as its store."""
+    return {
+        "NEWSWATCH_ES_URL": url,
+        "NEWSWATCH_ES_INDEX_PREFIX": prefix,
+        "NEWSWATCH_DATA_DIR": str(data_dir),
+        "NEWSWATCH_SINK": "elasticsearch",
+        "NEWSWATCH_FAST": "true",
+        "NEWSWATCH_CONSOLE_ALERTS": "false",
+        "NEWSWATCH_ES_MAX_RETRIES": "2",
+        "NEWSWATCH_ES_MAX_BACKOFF": "0.5",
+    }
+
+
 def apply_setup(url: str, prefix: str, templates: Path = ELASTICSEARCH_DIR, migrate: bool = False) -> SetupReport:
     client = make_client(es_config(url, prefix))
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,19 @@ from pipelines.job import CycleRunner, build_sources
 from pipelines.matching import SubscriptionMatcher, evaluate, parse_query
 from pipelines.subscriptions import subscription_from_options
 from schemas import RawArticle
-from tests.alert_helpers import SEED_TEXT, SEED_TITLE, WebhookReceiver, job_settings, write_feed
+from tests.alert_helpers import (
+    MALI,
+    PUBLISHED,
+    SEED_TEXT,
+    SEED_TITLE,
+    WebhookReceiver,
+    job_settings,
+    seed_story_feeds,
+    write_feed,
+)
 from tests.conftest import run_cli
 
 SECRET = "pipeline-secret"
-PUBLISHED = datetime(2020, 1, 5, 18, 30, tzinfo=UTC)
-PARAGRAPHS = [p for p in SEED_TEXT.split("\n\n") if p.strip()]
-MALI = (
-    "France will pull out its soldiers from Mali after nine years of fighting jihadists, President Emmanuel "
-    "Macron said on Thursday, as relations with the ruling junta in Bamako collapsed. The withdrawal of troops "
-    "will take four to six months, and bases in northern Mali will close."
-)
 
 
 @pytest.fixture
@@ -50,50 +51,9 @@ def test_seed_article_fires_the_iraq_subscription_and_not_the_venezuela_one(fast
     assert not evaluate(venezuela.rule, article).matched
 
 
-def _seed_items(tmp_path: Path) -> list[Path]:
-    """The seed story in three feeds: different URLs and titles, near-identical text."""
-    world = write_feed(
-        tmp_path,
-        "world.xml",
-        [
-            {
-                "title": SEED_TITLE,
-                "link": "https://wire.example/2020/01/05/iraq",
-                "text": SEED_TEXT,
-                "published": PUBLISHED,
-            }
-        ],
-    )
-    desk = write_feed(
-        tmp_path,
-        "desk.xml",
-        [
-            {
-                "title": "Iraqi parliament calls for expulsion of US troops after Soleimani killing",
-                "link": "https://desk.example/middle-east/iraq-us-troops",
-                "text": SEED_TEXT.replace("’", "'"),
-                "published": PUBLISHED,
-            }
-        ],
-    )
-    monitor = write_feed(
-        tmp_path,
-        "monitor.xml",
-        [
-            {
-                "title": "Iraq parliament votes to expel U.S. troops after Soleimani strike",
-                "link": "https://monitor.example/iraq/parliament-vote",
-                "text": "\n\n".join(PARAGRAPHS[:4]),
-                "published": PUBLISHED,
-            }
-        ],
-    )
-    return [world, desk, monitor]
-
-
 @pytest.mark.slow
 def test_alerts_flow_through_the_job(tmp_path: Path, receiver: WebhookReceiver) -> None:
-    feeds = _seed_items(tmp_path)
+    feeds = seed_story_feeds(tmp_path)
     settings = job_settings(tmp_path, feeds, webhook_allow_private=True)
     runner = CycleRunner(settings, build_sources(settings))
     runner.prepare()

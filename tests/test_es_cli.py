@@ -17,6 +17,7 @@ from tests.conftest import SEED_TITLE, run_cli
 from tests.es_support import (
     apply_setup,
     edited_templates,
+    es_env,
     unique_prefix,
     update_json,
 )
@@ -25,19 +26,6 @@ from tests.servers import NoidaServer
 SEED_ARTICLES = 27  # 28 entries in seeds/feeds, one story twice (seeds/feeds/README.md); broken.xml has none
 
 pytestmark = pytest.mark.slow
-
-
-def es_env(url: str, prefix: str, data_dir: Path) -> dict[str, str]:
-    return {
-        "NEWSWATCH_ES_URL": url,
-        "NEWSWATCH_ES_INDEX_PREFIX": prefix,
-        "NEWSWATCH_DATA_DIR": str(data_dir),
-        "NEWSWATCH_SINK": "elasticsearch",
-        "NEWSWATCH_FAST": "true",
-        "NEWSWATCH_CONSOLE_ALERTS": "false",
-        "NEWSWATCH_ES_MAX_RETRIES": "2",
-        "NEWSWATCH_ES_MAX_BACKOFF": "0.5",
-    }
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

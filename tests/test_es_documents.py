@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 import pytest
@@ -25,6 +25,7 @@ from connectors.elasticsearch import (
 from connectors.es_documents import (
     DERIVED_ARTICLE_FIELDS,
     alert_document,
+    alert_from_source,
     article_document,
     article_from_source,
     dead_letter_document,
@@ -36,10 +37,38 @@ from connectors.es_documents import (
 from connectors.es_setup import index_version, load_templates
 from connectors.store import ElasticsearchConfig, SearchQuery, StoreConfig
 from deploy import ELASTICSEARCH_DIR
-from schemas import Alert, Article, DeadLetter, Subscription, TopicTag
+from schemas import Alert, Article, DeadLetter, Subscription, TopicTag, WebhookTarget
 from tests.es_support import rich_article
 
 TEMPLATES = load_templates(ELASTICSEARCH_DIR, "newswatch")
+HOOK_SECRET = "es-doc-s3cret"
+# A subscription with every kind of target and timing, and an alert with every status field set.
+FULL_SUBSCRIPTION = Subscription.model_validate(
+    {
+        "id": "full",
+        "name": "Full",
+        "rule": {"all": [{"topic": "coup"}, {"not": {"country": "US"}}]},
+        "targets": [
+            {"kind": "webhook", "url": "https://hooks.example/n", "secret": HOOK_SECRET},
+            {"kind": "kafka", "topic": "alerts.full"},
+            {"kind": "email", "to": ["desk@news.example"]},
+        ],
+        "realert": "12h",
+        "digest": "1h30m",
+        "active_hours": "22:00-06:00",
+        "timezone": "Europe/Berlin",
+    }
+)
+FULL_ALERT = Alert(
+    subscription_id="s",
+    article_id="a",
+    title="t",
+    topics=[TopicTag(id="coup", score=0.5)],
+    summary="The lead of the story.",
+    status="suppressed",
+    status_reason="near-duplicate (0.93) of 'T', within realert 1d",
+    duplicate_of="earlier-alert",
+)
 
 
 def model_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
@@ -80,6 +109,21 @@ def test_documents_read_back_as_the_models_written() -> None:
         {"id": "iq", "name": "Iraq", "rule": {"all": [{"topic": "troop_withdrawal"}, {"not": {"country": "US"}}]}}
     )
     assert subscription_from_source(json.loads(json.dumps(subscription_document(subscription)))) == subscription
+    assert alert_from_source(json.loads(json.dumps(alert_document(FULL_ALERT)))) == FULL_ALERT
+
+
+def test_subscriptions_are_stored_with_their_secrets_but_never_indexed() -> None:
+    """A masked secret in the store would make every webhook signature wrong; the index must not search it."""
+    doc = json.loads(json.dumps(subscription_document(FULL_SUBSCRIPTION)))
+    assert doc["targets"][0]["secret"] == HOOK_SECRET
+    back = subscription_from_source(doc)
+    assert back == FULL_SUBSCRIPTION
+    webhook = back.targets[0]
+    assert isinstance(webhook, WebhookTarget) and webhook.secret is not None
+    assert webhook.secret.get_secret_value() == HOOK_SECRET
+    assert (back.realert, back.digest) == (timedelta(hours=12), timedelta(hours=1, minutes=30))
+    targets = TEMPLATES.mappings("subscriptions")["properties"]["targets"]  # type: ignore[index]
+    assert targets == {"type": "object", "enabled": False}
 
 
 @pytest.mark.parametrize(
@@ -89,9 +133,7 @@ def test_documents_read_back_as_the_models_written() -> None:
         (
             "alerts",
             Alert,
-            alert_document(
-                Alert(subscription_id="s", article_id="a", title="t", topics=[TopicTag(id="coup", score=0.5)])
-            ),
+            alert_document(FULL_ALERT),
             set(),
         ),
         (
@@ -103,8 +145,8 @@ def test_documents_read_back_as_the_models_written() -> None:
         (
             "subscriptions",
             Subscription,
-            subscription_document(Subscription.model_validate({"id": "s", "name": "S", "rule": {"topic": "coup"}})),
-            {"rule"},
+            subscription_document(FULL_SUBSCRIPTION),
+            {"rule", "targets"},
         ),
     ],
 )

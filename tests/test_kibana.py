@@ -156,8 +156,17 @@ def test_the_alerts_table_shows_linked_alerts_newest_first() -> None:
     source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
     fields = FIELDS[view_of(search, source["indexRefName"])]
     assert all(c in fields for c in search["attributes"]["columns"])
-    assert "url" in search["attributes"]["columns"]
+    assert {"url", "status"} <= set(search["attributes"]["columns"])
     assert search["attributes"]["sort"] == [["created_at", "desc"]]
+
+
+def test_the_alerts_metric_leaves_out_suppressed_and_cancelled_alerts() -> None:
+    """Like `newswatch stats`: near-duplicates that were suppressed and cancelled alerts told nobody."""
+    (metric,) = [o for o in OBJECTS if o["id"] == "newswatch-alerts-count"]
+    assert view_of(metric, "indexpattern-datasource-layer-layer-0") == "newswatch-alerts"
+    query = metric["attributes"]["state"]["query"]
+    assert query == {"query": "not status : (suppressed or cancelled)", "language": "kuery"}
+    assert FIELDS["newswatch-alerts"]["status"] == "keyword"
 
 
 def test_data_views_follow_another_index_prefix() -> None:

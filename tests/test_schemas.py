@@ -79,12 +79,21 @@ def test_alert_and_dead_letter_ids() -> None:
 
 
 def test_json_schema_export_for_every_model() -> None:
-    assert {"RawArticle", "Article", "Entity", "Place", "TopicTag", "Subscription", "Alert", "DeadLetter"} <= set(
-        MODELS
-    )
+    assert set(MODELS) == {
+        "RawArticle",
+        "Article",
+        "Entity",
+        "Place",
+        "TopicTag",
+        "Subscription",
+        "Alert",
+        "AlertDigest",
+        "DeadLetter",
+    }
     article = json_schema("Article")
     assert {"entities", "countries", "places", "topics"} <= set(article["properties"])  # type: ignore[arg-type]
     assert json_schema("Subscription")["properties"]["rule"]  # type: ignore[index]
+    assert {"subscription_id", "alerts"} <= set(json_schema("AlertDigest")["properties"])  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="unknown model"):
         json_schema("Nope")
 

@@ -65,5 +65,11 @@ def test_dead_letters_and_subscription_seeding(tmp_path: Path) -> None:
         assert store.seed_subscriptions([default]) == 1
         assert store.remove_subscription("d")
         assert store.seed_subscriptions([default]) == 0  # removed defaults stay removed
-        counts = store.counts()
-        assert (counts["articles"], counts["alerts"], counts["deadletters"], counts["subscriptions"]) == (0, 0, 1, 0)
+        assert store.counts() == {
+            "articles": 0,
+            "alerts": 0,
+            "alerts_suppressed": 0,
+            "alerts_pending": 0,
+            "deadletters": 1,
+            "subscriptions": 0,
+        }

@@ -27,6 +27,9 @@ TYPE_MIGRATION = {
     "dashboard": "8.7.0",
 }
 PANEL_VERSION = "8.9.0"
+# Alerts a subscriber was or will be told about: not suppressed near-duplicates, not cancelled ones
+# (an alert stored before alerts had a status has none, and was delivered: `not` keeps it).
+ALERTS_TOLD = "not status : (suppressed or cancelled)"
 
 
 def _dumps(value: Any) -> str:
@@ -121,6 +124,7 @@ def lens(
     columns: dict[str, dict[str, Any]],
     column_order: list[str],
     visualization: dict[str, Any],
+    kql: str = "",
 ) -> dict[str, Any]:
     layer = "layer-0"
     return _object(
@@ -139,7 +143,7 @@ def lens(
                 "visualization": {**visualization, "layerId": layer, "layerType": "data"}
                 if visualization_type == "lnsMetric"
                 else visualization,
-                "query": {"query": "", "language": "kuery"},
+                "query": {"query": kql, "language": "kuery"},
                 "filters": [],
                 "internalReferences": [],
                 "adHocDataViews": {},
@@ -279,8 +283,9 @@ def recent_alerts() -> dict[str, Any]:
         f"{PREFIX}-recent-alerts",
         {
             "title": "newswatch: recent alerts",
-            "description": "Alerts newest first; the url column links to the article.",
-            "columns": ["subscription_name", "title", "url", "countries", "topics.id"],
+            "description": "Alerts newest first, in every status (suppressed near-duplicates and held digest "
+            "alerts too); the url column links to the article.",
+            "columns": ["subscription_name", "title", "url", "status", "countries", "topics.id"],
             "sort": [["created_at", "desc"]],
             "hits": 0,
             "version": 1,
@@ -354,12 +359,13 @@ def saved_objects() -> list[dict[str, Any]]:
     alert_count = lens(
         f"{PREFIX}-alerts-count",
         "Alerts",
-        "Alerts raised in the time range",
+        "Alerts raised in the time range: delivered, digested or held for a digest (as `newswatch stats` counts)",
         ALERTS_VIEW,
         "lnsMetric",
         {"count": _count("Alerts")},
         ["count"],
         {"metricAccessor": "count"},
+        kql=ALERTS_TOLD,
     )
     over_time = lens(
         f"{PREFIX}-articles-over-time-by-topic",
