@@ -137,6 +137,11 @@ class Article(RawArticle):
     places: list[Place] = Field(default_factory=list)
     regions: list[str] = Field(default_factory=list, description="UN M49 regions of the countries")
     topics: list[TopicTag] = Field(default_factory=list)
+    actors: list[str] = Field(
+        default_factory=list,
+        description="CAMEO-style actor codes, most mentioned first: country alpha-3 + type ('IRQ GOV', 'USA MIL'), "
+        "or the type alone for international actors ('IGO')",
+    )
     content_hash: str = ""
     enriched_at: UtcDatetime = Field(default_factory=utcnow)
     enrichment_version: str = ""

@@ -1,11 +1,27 @@
-"""Topic detection from the data-driven taxonomy in seeds/topics.yaml, with evidence sentences."""
+"""Topic detection from the data-driven taxonomy in seeds/topics.yaml, with scores and evidence sentences.
+
+Two passes, so the expensive one runs rarely:
+
+1. `scan`: one Aho-Corasick pass over every sentence's word tokens finds each topic's strong phrases,
+   weak phrases, exclusions and cue frames (a trigger such as "pull out" near a theme such as
+   "soldiers"). Term lists accept lemmas with a trailing `~` ("withdraw~" matches withdraws, withdrew,
+   withdrawn, withdrawing), so patterns are lemma-aware without a lemmatizer.
+2. `score`: a cue frame counts only when its trigger and theme are linked. With a dependency parse
+   of the sentence (only sentences holding an unconfirmed cue are parsed) the link is syntactic:
+   "pull out its soldiers" (object), "troops will leave" (subject), "withdrawal of U.S. troops"
+   (of-phrase), "ordered troops to withdraw" (shared head); "Wildfire forces evacuation" (a verb,
+   not the noun "forces") and "withdrew from the race" (no theme) are not. Without a parse (fast mode)
+   the trigger and theme must lie within the topic's window. Negated ("did not withdraw", "ruled out")
+   and historical ("the 2021 coup", "anniversary") evidence is discounted.
+"""
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import math
+import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,15 +29,36 @@ from typing import Any, Literal
 import ahocorasick
 import yaml
 
-from pipelines.enrich.text import Sentence, tokens
+from pipelines.enrich.text import Sentence, inflections, token_spans, tokens
 from schemas import TopicTag
 
-Role = Literal["strong", "cue", "exclude"]
+Role = Literal["strong", "weak", "cue", "exclude"]
 STRONG_WEIGHT = 1.0
-CUE_WEIGHT = 0.75
+CUE_WEIGHT = 1.0  # a cue frame whose trigger and theme are syntactically linked: as good as a strong phrase
+CUE_UNPARSED_WEIGHT = 0.7  # a cue frame within the window, no parse to check it
+WEAK_WEIGHT = 0.35
+DISCOUNT = 0.25  # negated or historical evidence
 TITLE_FACTOR = 1.5
 LEAD_FACTOR = 1.2
 MAX_EVIDENCE = 3
+NEGATION_WINDOW = 4
+HISTORY_WINDOW = 6
+
+# Words that negate an event mentioned right after them ("did not withdraw", "no plans to pull out").
+_NEGATORS = frozenset(
+    "not n't no never without deny denies denied denying rule rules ruled ruling refuse refuses refused "
+    "reject rejects rejected rejecting against neither nor".split()
+)
+_NEGATION_PHRASES = (("no", "plans"), ("rule", "out"), ("rules", "out"), ("ruled", "out"), ("ruling", "out"))
+# Words that place an event in the past ("the 1983 bombing", "marks the anniversary of the bombing").
+_HISTORY = frozenset("anniversary anniversaries commemorate commemorates commemorated commemoration memorial".split())
+_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
+
+# Dependency relations through which a theme can attach to its trigger.
+_OBJECT_DEPS = frozenset({"dobj", "nsubjpass", "attr", "oprd", "dative", "obj"})
+_SUBJECT_DEPS = frozenset({"nsubj", "csubj", "agent"})
+_MODIFIER_DEPS = frozenset({"compound", "amod", "nmod", "poss", "npadvmod", "appos"})
+_CLAUSE_DEPS = frozenset({"xcomp", "ccomp", "dobj", "conj", "advcl"})
 
 
 @dataclass(frozen=True)
@@ -34,22 +71,45 @@ class Topic:
     exclude: tuple[str, ...]
     window: int
     min_score: float
+    weak: tuple[str, ...] = ()
+    link: bool = True  # cue frames need a syntactic link when the sentence is parsed
 
 
 @dataclass(frozen=True)
-class _Hit:
-    topic: str
-    role: Role
-    group: int  # cue index * 100 + group index, for cues
-    token: int  # token position of the match start
-    length: int
+class TermHit:
+    token: int  # index of the first word token of the match in its sentence
+    length: int  # number of word tokens
 
 
 @dataclass
-class _SentenceHits:
-    strong: bool = False
+class SentenceHits:
+    """What one topic's terms matched in one sentence."""
+
+    strong: list[TermHit] = field(default_factory=list)
+    weak: list[TermHit] = field(default_factory=list)
     excluded: bool = False
-    cue_positions: dict[int, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    cue_groups: dict[int, list[TermHit]] = field(default_factory=lambda: defaultdict(list))
+    pairs: list[tuple[TermHit, TermHit]] = field(default_factory=list)  # (trigger, theme) within window
+
+
+@dataclass
+class ArticleScan:
+    """The result of `TopicMatcher.scan`: per topic, per sentence index, what matched."""
+
+    sentences: Sequence[Sentence]
+    title_sentences: int
+    words: list[list[str]]
+    spans: list[list[tuple[int, int]]]
+    hits: dict[str, dict[int, SentenceHits]]
+
+    def to_parse(self) -> list[int]:
+        """Sentences whose evidence depends on a cue frame that only a parse can confirm."""
+        wanted: set[int] = set()
+        for per_sentence in self.hits.values():
+            for index, found in per_sentence.items():
+                if found.pairs and not found.strong and not found.excluded:
+                    wanted.add(index)
+        return sorted(wanted)
 
 
 def load_taxonomy(path: Path) -> list[Topic]:
@@ -67,18 +127,29 @@ def load_taxonomy(path: Path) -> list[Topic]:
                 exclude=tuple(spec.get("exclude") or ()),
                 window=int(spec.get("window", defaults.get("window", 7))),
                 min_score=float(spec.get("min_score", defaults.get("min_score", 0.45))),
+                weak=tuple(spec.get("weak") or ()),
+                link=bool(spec.get("link", defaults.get("link", True))),
             )
         )
     return topics
 
 
-def _key(term: str) -> str:
-    """Automaton key over the " tok tok " string: a trailing * leaves the right boundary open."""
+def _keys(term: str) -> list[str]:
+    """Automaton keys over the " tok tok " string: a trailing * leaves the right boundary open, a
+    trailing ~ on a word stands for its inflections."""
     wildcard = term.endswith("*")
-    words = " ".join(tokens(term.rstrip("*")))
-    if not words:
-        raise ValueError(f"topic term {term!r} has no words")
-    return f" {words}" if wildcard else f" {words} "
+    term = term.rstrip("*")
+    variants: list[list[str]] = [[]]
+    for word in term.split():
+        forms = sorted(inflections(word[:-1])) if word.endswith("~") else [word]
+        variants = [[*v, f] for v in variants for f in forms]
+    keys = []
+    for variant in variants:
+        words = " ".join(tokens(" ".join(variant)))
+        if not words:
+            raise ValueError(f"topic term {term!r} has no words")
+        keys.append(f" {words}" if wildcard else f" {words} ")
+    return keys
 
 
 class TopicMatcher:
@@ -89,34 +160,63 @@ class TopicMatcher:
         self._automaton = ahocorasick.Automaton()
         entries: dict[str, list[tuple[str, Role, int]]] = defaultdict(list)
         for topic in topics:
-            for term in topic.strong:
-                entries[_key(term)].append((topic.id, "strong", 0))
-            for term in topic.exclude:
-                entries[_key(term)].append((topic.id, "exclude", 0))
+            for role, terms in (("strong", topic.strong), ("weak", topic.weak), ("exclude", topic.exclude)):
+                for term in terms:
+                    for key in _keys(term):
+                        entries[key].append((topic.id, role, 0))  # type: ignore[arg-type]
             for c, cue in enumerate(topic.cues):
                 for g, group in enumerate(cue):
                     for term in group:
-                        entries[_key(term)].append((topic.id, "cue", c * 100 + g))
+                        for key in _keys(term):
+                            entries[key].append((topic.id, "cue", c * 100 + g))
         for key, values in entries.items():
-            self._automaton.add_word(key, (key, tuple(values)))
+            self._automaton.add_word(key, (key, tuple(dict.fromkeys(values))))
         self._automaton.make_automaton()
 
-    def detect(self, sentences: Sequence[Sentence], title_sentences: int = 1) -> list[TopicTag]:
-        """Topics of an article given as sentences; the first `title_sentences` are the title."""
-        hits = self._sentence_hits(sentences)
-        tags: list[TopicTag] = []
+    # --- pass 1 ---
+
+    def scan(self, sentences: Sequence[Sentence], title_sentences: int = 1) -> ArticleScan:
+        spans = [token_spans(s.text) for s in sentences]
+        words = [[s.text[a:b].lower() for a, b in sent] for s, sent in zip(sentences, spans, strict=True)]
+        hits: dict[str, dict[int, SentenceHits]] = defaultdict(lambda: defaultdict(SentenceHits))
+        for index, sentence_words in enumerate(words):
+            joined = " " + " ".join(sentence_words) + " "
+            starts = _word_starts(joined)
+            for end, (key, values) in self._automaton.iter(joined):
+                begin = end - len(key) + 1
+                hit = TermHit(starts.get(begin + 1, 0), key.strip().count(" ") + 1)
+                for topic_id, role, group in values:
+                    found = hits[topic_id][index]
+                    if role == "strong":
+                        found.strong.append(hit)
+                    elif role == "weak":
+                        found.weak.append(hit)
+                    elif role == "exclude":
+                        found.excluded = True
+                    else:
+                        found.cue_groups[group].append(hit)
         for topic_id, per_sentence in hits.items():
+            topic = self.topics[topic_id]
+            for found in per_sentence.values():
+                found.pairs = _pairs(topic, found)
+        return ArticleScan(sentences, max(1, title_sentences), words, spans, hits)
+
+    # --- pass 2 ---
+
+    def score(self, scan: ArticleScan, parses: dict[int, Any] | None = None) -> list[TopicTag]:
+        """Topic tags of a scanned article; `parses` maps sentence index -> spaCy Doc of that sentence."""
+        parses = parses or {}
+        tags: list[TopicTag] = []
+        for topic_id, per_sentence in scan.hits.items():
             topic = self.topics[topic_id]
             weighted: list[tuple[float, int]] = []
             for index, found in per_sentence.items():
-                if found.excluded:
+                weight = self._sentence_weight(topic, found, scan, index, parses.get(index))
+                if weight <= 0:
                     continue
-                weight = STRONG_WEIGHT if found.strong else (CUE_WEIGHT if self._cue_matches(topic, found) else 0.0)
-                if not weight:
-                    continue
-                if index < title_sentences:
+                if index < scan.title_sentences:
                     weight *= TITLE_FACTOR
-                elif index < title_sentences + 2:
+                elif index < scan.title_sentences + 2:
                     weight *= LEAD_FACTOR
                 weighted.append((weight, index))
             if not weighted:
@@ -127,51 +227,216 @@ class TopicMatcher:
             best = sorted(sorted(weighted, reverse=True)[:MAX_EVIDENCE], key=lambda wi: wi[1])
             tags.append(
                 TopicTag(
-                    id=topic_id, label=topic.label, score=round(score, 3), evidence=[sentences[i].text for _, i in best]
+                    id=topic_id,
+                    label=topic.label,
+                    score=round(score, 3),
+                    evidence=[scan.sentences[i].text for _, i in best],
                 )
             )
-        return sorted(tags, key=lambda t: -t.score)
+        return sorted(tags, key=lambda t: (-t.score, t.id))
 
-    def _sentence_hits(self, sentences: Sequence[Sentence]) -> dict[str, dict[int, _SentenceHits]]:
-        parts: list[str] = []
-        starts: list[int] = []  # char offset in the joined string where each sentence begins
-        offset = 0
-        for sentence in sentences:
-            chunk = " " + " ".join(tokens(sentence.text)) + " |"
-            starts.append(offset)
-            parts.append(chunk)
-            offset += len(chunk)
-        joined = "".join(parts)
-        hits: dict[str, dict[int, _SentenceHits]] = defaultdict(lambda: defaultdict(_SentenceHits))
-        current = 0
-        for end, (key, values) in self._automaton.iter(joined):
-            begin = end - len(key) + 1
-            current = bisect.bisect_right(starts, begin) - 1
-            position = joined.count(" ", starts[current], begin + 1)  # token index within the sentence
-            for topic_id, role, group in values:
-                found = hits[topic_id][current]
-                if role == "strong":
-                    found.strong = True
-                elif role == "exclude":
-                    found.excluded = True
-                else:
-                    found.cue_positions[group].append((position, key.count(" ") - 1))
-        return hits
+    def detect(
+        self,
+        sentences: Sequence[Sentence],
+        title_sentences: int = 1,
+        parse: Callable[[list[str]], Iterable[Any]] | None = None,
+    ) -> list[TopicTag]:
+        """Both passes for one article; `parse` turns sentence texts into parsed spaCy Docs."""
+        scan = self.scan(sentences, title_sentences)
+        parses: dict[int, Any] = {}
+        wanted = scan.to_parse()
+        if parse is not None and wanted:
+            parses = dict(zip(wanted, parse([sentences[i].text for i in wanted]), strict=True))
+        return self.score(scan, parses)
 
-    @staticmethod
-    def _cue_matches(topic: Topic, found: _SentenceHits) -> bool:
-        for c, cue in enumerate(topic.cues):
-            groups = [found.cue_positions.get(c * 100 + g, []) for g in range(len(cue))]
-            if all(groups) and _within(groups, topic.window):
-                return True
+    def _sentence_weight(
+        self, topic: Topic, found: SentenceHits, scan: ArticleScan, index: int, doc: Any | None
+    ) -> float:
+        if found.excluded:
+            return 0.0
+        words = scan.words[index]
+        candidates: list[tuple[float, TermHit]] = []
+        candidates += [(STRONG_WEIGHT, hit) for hit in found.strong]
+        if found.pairs:
+            if doc is not None and topic.link:
+                spans = scan.spans[index]
+                linked = [(t, th) for t, th in found.pairs if _linked(doc, spans, t, th)]
+                candidates += [(CUE_WEIGHT, trigger) for trigger, _ in linked]
+            else:
+                candidates += [(CUE_UNPARSED_WEIGHT if doc is None else CUE_WEIGHT, t) for t, _ in found.pairs]
+        candidates += [(WEAK_WEIGHT, hit) for hit in found.weak]
+        if not candidates:
+            return 0.0
+        # The sentence counts as its best piece of evidence that is neither negated nor historical.
+        best = 0.0
+        for weight, hit in candidates:
+            if _negated(words, hit) or _historical(words, hit):
+                weight *= DISCOUNT
+            best = max(best, weight)
+        return best
+
+
+def _word_starts(joined: str) -> dict[int, int]:
+    """Char offset of each word in the " w w w " string -> word index."""
+    starts: dict[int, int] = {}
+    position = 0
+    for i, char in enumerate(joined):
+        if char != " " and (i == 0 or joined[i - 1] == " "):
+            starts[i] = position
+            position += 1
+    return starts
+
+
+def _pairs(topic: Topic, found: SentenceHits) -> list[tuple[TermHit, TermHit]]:
+    """(trigger, theme) pairs of any cue frame whose groups all occur within the window."""
+    pairs: list[tuple[TermHit, TermHit]] = []
+    for c, cue in enumerate(topic.cues):
+        groups = [found.cue_groups.get(c * 100 + g, []) for g in range(len(cue))]
+        if not all(groups):
+            continue
+        for trigger in groups[0]:
+            close = [
+                [h for h in group if _gap(trigger, h) <= topic.window and not _overlap(trigger, h)]
+                for group in groups[1:]
+            ]
+            if all(close):
+                pairs.append((trigger, min(close[0], key=lambda h: _gap(trigger, h))))
+    return pairs
+
+
+def _gap(a: TermHit, b: TermHit) -> int:
+    if b.token >= a.token + a.length:
+        return b.token - (a.token + a.length) + 1
+    if a.token >= b.token + b.length:
+        return a.token - (b.token + b.length) + 1
+    return 0
+
+
+def _overlap(a: TermHit, b: TermHit) -> bool:
+    return a.token < b.token + b.length and b.token < a.token + a.length
+
+
+def _negated(words: Sequence[str], hit: TermHit) -> bool:
+    before = words[max(0, hit.token - NEGATION_WINDOW) : hit.token]
+    if any(w in _NEGATORS for w in before):
+        return True
+    pairs = set(itertools.pairwise(before))
+    return any(p in pairs for p in _NEGATION_PHRASES)
+
+
+def _historical(words: Sequence[str], hit: TermHit) -> bool:
+    near = words[max(0, hit.token - HISTORY_WINDOW) : hit.token + hit.length + HISTORY_WINDOW]
+    if any(_YEAR.match(w) for w in near):
+        return True
+    return any(w in _HISTORY for w in words[: hit.token])
+
+
+# --- syntactic links (spaCy Doc of one sentence) ---
+
+
+def _tokens_for(doc: Any, spans: Sequence[tuple[int, int]], hit: TermHit) -> list[Any]:
+    chosen: list[Any] = []
+    for start, end in spans[hit.token : hit.token + hit.length]:
+        span = doc.char_span(start, end, alignment_mode="expand")
+        if span is not None:
+            chosen += [t for t in span if t not in chosen]
+    return chosen
+
+
+def _root(tokens_: list[Any]) -> Any | None:
+    if not tokens_:
+        return None
+    inside = {t.i for t in tokens_}
+    for token in tokens_:
+        if token.head.i not in inside or token.head.i == token.i:
+            return token
+    return tokens_[0]
+
+
+def _through_conj(token: Any) -> Any:
+    """'withdraw its ambassador and troops': a conjunct stands in its first conjunct's place."""
+    while token.dep_ == "conj" and token.head.i != token.i:
+        token = token.head
+    return token
+
+
+def _linked(doc: Any, spans: Sequence[tuple[int, int]], trigger_hit: TermHit, theme_hit: TermHit) -> bool:
+    trigger = _root(_tokens_for(doc, spans, trigger_hit))
+    theme_tokens = _tokens_for(doc, spans, theme_hit)
+    theme = _root(theme_tokens)
+    if trigger is None or theme is None:
         return False
-
-
-def _within(groups: list[list[tuple[int, int]]], window: int) -> bool:
-    """Whether one position from each group lies within `window` words of the first group's term."""
-    for anchor, _ in groups[0]:
-        if all(any(abs(pos - anchor) <= window for pos, _ in group) for group in groups[1:]):
+    if theme.pos_ not in ("NOUN", "PROPN", "ADJ", "PRON", "NUM", "X"):
+        return False  # "Wildfire forces evacuation": forces is a verb there
+    if any(c.dep_ == "oprd" for c in trigger.children):
+        return False  # "the clash left 20 soldiers dead": a result, not a departure
+    theme_ids = {t.i for t in theme_tokens}
+    objects = [c for c in trigger.children if c.dep_ in _OBJECT_DEPS and c.dep_ != "nsubjpass"]
+    # "the army withdrew its support": support is what left. "troops left Chad": a place is where from.
+    other_object = any(
+        o.i not in theme_ids and _through_conj(o).i not in theme_ids and not _place_like(o) for o in objects
+    )
+    candidate: Any = theme
+    for _ in range(3):  # the theme itself, then the phrase it sits in ("convoy of peacekeepers", "President X")
+        if candidate.i != trigger.i and _attached(trigger, _through_conj(candidate), other_object):
             return True
+        candidate = _phrase_head(candidate)
+        if candidate is None or candidate.i == trigger.i:
+            return False
+    return False
+
+
+def _place_like(token: Any) -> bool:
+    return bool(token.pos_ == "PROPN" or token.lemma_.lower() in _PLACE_NOUNS)
+
+
+_PLACE_NOUNS = frozenset(
+    "country base region area city town territory village province zone camp position post capital soil island "
+    "border frontier district state nation outpost".split()
+)
+
+
+def _phrase_head(token: Any) -> Any | None:
+    """The noun a theme modifies: "convoy of peacekeepers" -> convoy, "President Moise" -> Moise."""
+    if token.dep_ == "pobj" and token.head.lower_ == "of" and token.head.head.pos_ in ("NOUN", "NUM", "PRON", "ADJ"):
+        return token.head.head
+    if token.dep_ in ("compound", "amod", "appos", "nmod", "poss", "nummod") and token.head.i != token.i:
+        return token.head
+    return None
+
+
+def _attached(trigger: Any, theme: Any, other_object: bool) -> bool:
+    # 1. direct: object, subject or modifier of the trigger
+    if theme.head.i == trigger.i:
+        if theme.dep_ in _OBJECT_DEPS or theme.dep_ in _MODIFIER_DEPS:
+            return True
+        if theme.dep_ in _SUBJECT_DEPS:
+            return not other_object
+    # 2. "withdrawal of troops", "pullout by U.S. forces"
+    if (
+        theme.dep_ == "pobj"
+        and theme.head.dep_ == "prep"
+        and theme.head.head.i == trigger.i
+        and theme.head.lower_ in ("of", "by")
+    ):
+        return True
+    # 3. the trigger modifies the theme: "troops withdrawing from", "the soldiers who left"
+    if trigger.head.i == theme.i and trigger.dep_ in ("acl", "relcl", "compound", "amod"):
+        return True
+    # 4. a shared head: "troops began withdrawing", "ordered troops to leave", "forces completed their pullout"
+    head = trigger.head
+    climbed = 0
+    while head.i != trigger.i and climbed < 2:
+        if (
+            theme.head.i == head.i
+            and theme.dep_ in _SUBJECT_DEPS | _OBJECT_DEPS
+            and trigger.dep_ in _CLAUSE_DEPS | {"acl"}
+        ):
+            return not (theme.dep_ in _SUBJECT_DEPS and other_object)
+        if head.dep_ not in _CLAUSE_DEPS or head.head.i == head.i:
+            break
+        trigger, head = head, head.head
+        climbed += 1
     return False
 
 
