@@ -10,8 +10,9 @@ and scores the Article fields against the gold labels:
   into LOC, NORP left out), as the targets define it; `entities_f1_labels` keeps all five labels.
 - countries: micro and macro P/R/F1 of the `countries` list (as a set) against the gold countries.
 - topics: per topic P/R/F1 of the topic ids; macro-F1 over the eight target topics.
-- speed: articles/s of the full enrichment and, in the same run, of the bare spaCy NER pass it
-  wraps, so the cost of the rules is visible.
+- speed: articles per CPU-second of the full enrichment and, in the same run, of the bare spaCy NER
+  pass it wraps, so the cost of the rules is visible (CPU time, so that other load on the machine
+  does not move the figures; best of --repeat runs).
 
 Usage: python benchmarks/quality.py [--devset PATH] [--limit N] [--fast] [--spacy-model NAME]
        [--errors] [--no-speed]
@@ -235,13 +236,14 @@ def load_devset(path: Path, limit: int = 0) -> list[dict[str, Any]]:
 
 
 def evaluate(rows: Sequence[dict[str, Any]], enricher: Any) -> tuple[Report, float]:
-    """Score `rows` enriched by `enricher`; also returns the seconds enrichment took."""
+    """Score `rows` enriched by `enricher`; also returns the CPU seconds enrichment took (CPU time, not
+    wall time: the figures should not depend on what else the machine is running)."""
     from schemas import RawArticle
 
     raws = [RawArticle(id=str(row.get("id", "")), title=row["title"], text=row.get("text", "")) for row in rows]
-    started = time.perf_counter()
+    started = time.process_time()
     articles = enricher.enrich_batch(raws)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     report = Report()
     for row, article in zip(rows, articles, strict=True):
         report.add(row, article)
@@ -251,10 +253,10 @@ def evaluate(rows: Sequence[dict[str, Any]], enricher: Any) -> tuple[Report, flo
 def ner_only_seconds(rows: Sequence[dict[str, Any]], enricher: Any) -> float:
     """The bare spaCy pass enrichment wraps, timed on the same texts: the in-run speed baseline."""
     texts = [f"{r['title']}\n\n{r['text']}" if r.get("text") else r["title"] for r in rows]
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in enricher.nlp.pipe(texts, batch_size=enricher.config.batch_size):
         pass
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def _print_table(title: str, counts: dict[str, Counts], keys: Iterable[str]) -> None:

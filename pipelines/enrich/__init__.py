@@ -81,17 +81,20 @@ class Enricher:
             )
         ]
 
-    def _parse_candidates(self, scans: Sequence[ArticleScan]) -> list[dict[int, Any]]:
-        """Parse, in one batch, only the sentences whose topic cues need their syntax checked."""
-        parses: list[dict[int, Any]] = [{} for _ in scans]
+    def _parse_candidates(self, scans: Sequence[ArticleScan]) -> list[dict[int, Any] | None]:
+        """Parse, in one batch, only the sentences whose topic cues need their syntax checked
+        (None per article when there is no parser: topics then judge cues by their window)."""
         if self.nlp is None or not self.nlp.can_parse:
-            return parses
+            return [None for _ in scans]
+        parses: list[dict[int, Any] | None] = [{} for _ in scans]
         wanted = [(n, i) for n, scan in enumerate(scans) for i in scan.to_parse()]
         if not wanted:
             return parses
         docs = self.nlp.parse(scans[n].sentences[i].text for n, i in wanted)
         for (n, i), doc in zip(wanted, docs, strict=True):
-            parses[n][i] = doc
+            parsed = parses[n]
+            if parsed is not None:
+                parsed[i] = doc
         return parses
 
     def _finish(
@@ -101,7 +104,7 @@ class Enricher:
         model_ents: list[tuple[int, int, str]],
         sentences: list[Sentence],
         scan: ArticleScan,
-        parsed: dict[int, Any],
+        parsed: dict[int, Any] | None,
     ) -> Article:
         title_end = len(raw.title)
         title_sentences = _title_sentences(sentences, title_end)

@@ -51,7 +51,7 @@ _SUBDIVISION_STOPWORDS = frozenset(
     Southeast Southwest Upper Lower Coast Coastal Littoral Plateau Lakes Lake Unity Rivers River Delta Capital
     Islands Island Highlands Mountains Mountain Valley Savanes Maritime Cascades Sahel Est Nord Sud Ouest Bay
     Bari Meta Cesar Santander Antique Chin Mon Shan Surin Sucre Bolivar Magdalena Guerrero Hidalgo Morelos
-    Colon Cortes Valle Paraiso Misiones Constantine Mascara Victoria Amazonas Oriental Occidental Interior
+    Colon Cortes Valle Paraiso Misiones Constantine Mascara Amazonas Oriental Occidental Interior
     Frontier Border Greater Grand Midlands Federal District Region Province State Republic Special Free
     Autonomous Orange Guadalupe Florida Cordoba Granada Toledo Valencia Leon Salamanca Trinidad Lima Imperial
     Independencia Libertad Presidente Esperanza Concepcion Madre Niger Amazon Georgia Jersey Washington""".split()
@@ -179,6 +179,7 @@ class Gazetteer:
             self._load_subdivisions()
         self._load_regions()
         self._load_actors()
+        self.actors_by_kb_id = {a.wikidata or a.id: a for a in self.actors.values()}  # what Entity.kb_id holds
         self._automaton = ahocorasick.Automaton()
         for surface, candidates in self._surfaces.items():
             self._automaton.add_word(surface, (surface, tuple(sorted(candidates, key=_candidate_order))))

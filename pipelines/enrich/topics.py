@@ -41,6 +41,7 @@ DISCOUNT = 0.25  # negated or historical evidence
 TITLE_FACTOR = 1.5
 LEAD_FACTOR = 1.2
 MAX_EVIDENCE = 3
+SETTLED_SCORE = 0.85  # strong phrases alone this sure: cue sentences of the topic are not worth a parse
 NEGATION_WINDOW = 4
 HISTORY_WINDOW = 6
 
@@ -90,6 +91,7 @@ class SentenceHits:
     excluded: bool = False
     cue_groups: dict[int, list[TermHit]] = field(default_factory=lambda: defaultdict(list))
     pairs: list[tuple[TermHit, TermHit]] = field(default_factory=list)  # (trigger, theme) within window
+    tight: bool = False  # a pair reads as a plain phrase ("pull out its soldiers"): no parse needed
 
 
 @dataclass
@@ -101,13 +103,18 @@ class ArticleScan:
     words: list[list[str]]
     spans: list[list[tuple[int, int]]]
     hits: dict[str, dict[int, SentenceHits]]
+    settled: frozenset[str] = frozenset()  # topics whose strong phrases alone reach a confident score
+    linked: frozenset[str] = frozenset()  # topics whose cue frames need a syntactic link
 
     def to_parse(self) -> list[int]:
-        """Sentences whose evidence depends on a cue frame that only a parse can confirm."""
+        """Sentences whose evidence depends on a cue frame that only a parse can confirm (and would
+        change the verdict: a topic its strong phrases already settle needs no parse)."""
         wanted: set[int] = set()
-        for per_sentence in self.hits.values():
+        for topic_id, per_sentence in self.hits.items():
+            if topic_id in self.settled or topic_id not in self.linked:
+                continue
             for index, found in per_sentence.items():
-                if found.pairs and not found.strong and not found.excluded:
+                if found.pairs and not found.tight and not found.strong and not found.excluded:
                     wanted.add(index)
         return sorted(wanted)
 
@@ -181,7 +188,7 @@ class TopicMatcher:
         hits: dict[str, dict[int, SentenceHits]] = defaultdict(lambda: defaultdict(SentenceHits))
         for index, sentence_words in enumerate(words):
             joined = " " + " ".join(sentence_words) + " "
-            starts = _word_starts(joined)
+            starts = _word_starts(sentence_words)
             for end, (key, values) in self._automaton.iter(joined):
                 begin = end - len(key) + 1
                 hit = TermHit(starts.get(begin + 1, 0), key.strip().count(" ") + 1)
@@ -195,30 +202,39 @@ class TopicMatcher:
                         found.excluded = True
                     else:
                         found.cue_groups[group].append(hit)
+        settled: set[str] = set()
+        title_sentences = max(1, title_sentences)
         for topic_id, per_sentence in hits.items():
             topic = self.topics[topic_id]
-            for found in per_sentence.values():
+            strong = 0.0
+            for index, found in per_sentence.items():
                 found.pairs = _pairs(topic, found)
-        return ArticleScan(sentences, max(1, title_sentences), words, spans, hits)
+                found.tight = any(
+                    _tight(sentences[index].text, spans[index], words[index], t, th) for t, th in found.pairs
+                )
+                if found.strong and not found.excluded and not all(_discounted(words[index], h) for h in found.strong):
+                    strong += STRONG_WEIGHT * _position_factor(index, title_sentences)
+            if 1.0 - math.exp(-strong) >= max(SETTLED_SCORE, topic.min_score):
+                settled.add(topic_id)
+        linked = frozenset(t.id for t in self.topics.values() if t.link and t.cues)
+        return ArticleScan(sentences, title_sentences, words, spans, hits, frozenset(settled), linked)
 
     # --- pass 2 ---
 
     def score(self, scan: ArticleScan, parses: dict[int, Any] | None = None) -> list[TopicTag]:
-        """Topic tags of a scanned article; `parses` maps sentence index -> spaCy Doc of that sentence."""
-        parses = parses or {}
+        """Topic tags of a scanned article. `parses` maps sentence index -> spaCy Doc of that sentence
+        (the sentences `scan.to_parse()` named); None means no parser is available (fast mode), and
+        cue frames are then judged by their window alone."""
         tags: list[TopicTag] = []
         for topic_id, per_sentence in scan.hits.items():
             topic = self.topics[topic_id]
             weighted: list[tuple[float, int]] = []
             for index, found in per_sentence.items():
-                weight = self._sentence_weight(topic, found, scan, index, parses.get(index))
+                doc = parses.get(index) if parses is not None else None
+                weight = self._sentence_weight(topic, found, scan, index, doc, parsing=parses is not None)
                 if weight <= 0:
                     continue
-                if index < scan.title_sentences:
-                    weight *= TITLE_FACTOR
-                elif index < scan.title_sentences + 2:
-                    weight *= LEAD_FACTOR
-                weighted.append((weight, index))
+                weighted.append((weight * _position_factor(index, scan.title_sentences), index))
             if not weighted:
                 continue
             score = 1.0 - math.exp(-sum(w for w, _ in weighted))
@@ -243,14 +259,14 @@ class TopicMatcher:
     ) -> list[TopicTag]:
         """Both passes for one article; `parse` turns sentence texts into parsed spaCy Docs."""
         scan = self.scan(sentences, title_sentences)
-        parses: dict[int, Any] = {}
+        if parse is None:
+            return self.score(scan, None)
         wanted = scan.to_parse()
-        if parse is not None and wanted:
-            parses = dict(zip(wanted, parse([sentences[i].text for i in wanted]), strict=True))
+        parses = dict(zip(wanted, parse([sentences[i].text for i in wanted]), strict=True)) if wanted else {}
         return self.score(scan, parses)
 
     def _sentence_weight(
-        self, topic: Topic, found: SentenceHits, scan: ArticleScan, index: int, doc: Any | None
+        self, topic: Topic, found: SentenceHits, scan: ArticleScan, index: int, doc: Any | None, parsing: bool
     ) -> float:
         if found.excluded:
             return 0.0
@@ -258,32 +274,50 @@ class TopicMatcher:
         candidates: list[tuple[float, TermHit]] = []
         candidates += [(STRONG_WEIGHT, hit) for hit in found.strong]
         if found.pairs:
-            if doc is not None and topic.link:
+            if found.tight and topic.link:
+                sentence, spans = scan.sentences[index].text, scan.spans[index]
+                tight = [t for t, th in found.pairs if _tight(sentence, spans, words, t, th)]
+                candidates += [(CUE_WEIGHT, trigger) for trigger in tight]
+            elif doc is not None and topic.link:
                 spans = scan.spans[index]
                 linked = [(t, th) for t, th in found.pairs if _linked(doc, spans, t, th)]
                 candidates += [(CUE_WEIGHT, trigger) for trigger, _ in linked]
-            else:
-                candidates += [(CUE_UNPARSED_WEIGHT if doc is None else CUE_WEIGHT, t) for t, _ in found.pairs]
+            elif not topic.link:
+                candidates += [(CUE_WEIGHT, t) for t, _ in found.pairs]
+            elif not parsing:
+                candidates += [(CUE_UNPARSED_WEIGHT, t) for t, _ in found.pairs]
+            # else: a parser is available but this sentence was not parsed (strong phrases settled the topic)
         candidates += [(WEAK_WEIGHT, hit) for hit in found.weak]
         if not candidates:
             return 0.0
         # The sentence counts as its best piece of evidence that is neither negated nor historical.
         best = 0.0
         for weight, hit in candidates:
-            if _negated(words, hit) or _historical(words, hit):
+            if _discounted(words, hit):
                 weight *= DISCOUNT
             best = max(best, weight)
         return best
 
 
-def _word_starts(joined: str) -> dict[int, int]:
+def _position_factor(index: int, title_sentences: int) -> float:
+    if index < title_sentences:
+        return TITLE_FACTOR
+    if index < title_sentences + 2:
+        return LEAD_FACTOR
+    return 1.0
+
+
+def _discounted(words: Sequence[str], hit: TermHit) -> bool:
+    return _negated(words, hit) or _historical(words, hit)
+
+
+def _word_starts(words: Sequence[str]) -> dict[int, int]:
     """Char offset of each word in the " w w w " string -> word index."""
     starts: dict[int, int] = {}
-    position = 0
-    for i, char in enumerate(joined):
-        if char != " " and (i == 0 or joined[i - 1] == " "):
-            starts[i] = position
-            position += 1
+    offset = 1
+    for index, word in enumerate(words):
+        starts[offset] = index
+        offset += len(word) + 1
     return starts
 
 
@@ -302,6 +336,49 @@ def _pairs(topic: Topic, found: SentenceHits) -> list[tuple[TermHit, TermHit]]:
             if all(close):
                 pairs.append((trigger, min(close[0], key=lambda h: _gap(trigger, h))))
     return pairs
+
+
+# Words that may stand between a trigger and its object in a plain phrase: "withdraw all its 2,000 troops".
+_OBJECT_GAP = frozenset(
+    "the a an its their his her our all some most more additional remaining further own of about nearly roughly "
+    "around several thousands hundreds dozens last first some u s k n".split()
+)
+# Words between a subject and its verb: "troops will begin to leave".
+_SUBJECT_GAP = frozenset(
+    "will would could to have has had were are was is be been began begin begins started start starts also finally "
+    "must should may might are expected due set completed complete completes".split()
+)
+# What may follow an intransitive trigger: "troops left on Monday", "soldiers withdrew from".
+_AFTER_INTRANSITIVE = frozenset("from out back home on in at after before by as within over during".split())
+_RESULTS = frozenset("dead injured wounded homeless stranded".split())
+_NOMINAL_ENDINGS = ("ion", "al", "ure", "ment", "out", "down")
+
+
+def _tight(
+    sentence: str, spans: Sequence[tuple[int, int]], words: Sequence[str], trigger: TermHit, theme: TermHit
+) -> bool:
+    """A trigger and theme that read as one plain phrase, the way a dependency parse would link them:
+    "pull out its soldiers", "withdrawal of 2,000 U.S. troops" (object), "troops will leave" (subject).
+    Anything looser is left to the parser."""
+
+    def capitalised(i: int) -> bool:
+        return sentence[spans[i][0]].isupper()
+
+    theme_end = theme.token + theme.length
+    if theme.token > 0 and capitalised(theme.token):
+        return False  # "Intermediate-Range Nuclear Forces Treaty": part of a name
+    if theme.token >= trigger.token + trigger.length:
+        gap = range(trigger.token + trigger.length, theme.token)
+        if len(gap) > 5 or not all(words[i] in _OBJECT_GAP or words[i].isdigit() or capitalised(i) for i in gap):
+            return False
+        return not (theme_end < len(words) and words[theme_end] in _RESULTS)  # "left 20 soldiers dead"
+    gap = range(theme_end, trigger.token)
+    if len(gap) > 3 or not all(words[i] in _SUBJECT_GAP for i in gap):
+        return False
+    if words[trigger.token + trigger.length - 1].endswith(_NOMINAL_ENDINGS):
+        return False  # "Wildfire forces evacuation": a noun trigger after a noun is no subject-verb pair
+    after = trigger.token + trigger.length
+    return after >= len(words) or words[after] in _AFTER_INTRANSITIVE or capitalised(after)
 
 
 def _gap(a: TermHit, b: TermHit) -> int:
@@ -328,6 +405,8 @@ def _historical(words: Sequence[str], hit: TermHit) -> bool:
     near = words[max(0, hit.token - HISTORY_WINDOW) : hit.token + hit.length + HISTORY_WINDOW]
     if any(_YEAR.match(w) for w in near):
         return True
+    if "since" in words[max(0, hit.token - NEGATION_WINDOW) : hit.token]:
+        return True  # "since the Taliban took power": a state of affairs, not the news
     return any(w in _HISTORY for w in words[: hit.token])
 
 
@@ -366,7 +445,7 @@ def _linked(doc: Any, spans: Sequence[tuple[int, int]], trigger_hit: TermHit, th
     theme = _root(theme_tokens)
     if trigger is None or theme is None:
         return False
-    if theme.pos_ not in ("NOUN", "PROPN", "ADJ", "PRON", "NUM", "X"):
+    if _coarse(theme) not in ("NOUN", "PROPN", "ADJ", "PRON", "NUM", "X"):
         return False  # "Wildfire forces evacuation": forces is a verb there
     if any(c.dep_ == "oprd" for c in trigger.children):
         return False  # "the clash left 20 soldiers dead": a result, not a departure
@@ -386,8 +465,37 @@ def _linked(doc: Any, spans: Sequence[tuple[int, int]], trigger_hit: TermHit, th
     return False
 
 
+def _coarse(token: Any) -> str:
+    """Universal POS from the Penn tag (the parse pass skips the attribute ruler that would set pos_)."""
+    if token.pos_:
+        return str(token.pos_)
+    tag = str(token.tag_)
+    for prefix, pos in _TAG_POS:
+        if tag.startswith(prefix):
+            return pos
+    return "X"
+
+
+_TAG_POS = (
+    ("NNP", "PROPN"),
+    ("NN", "NOUN"),
+    ("JJ", "ADJ"),
+    ("PRP", "PRON"),
+    ("WP", "PRON"),
+    ("CD", "NUM"),
+    ("VB", "VERB"),
+    ("MD", "AUX"),
+    ("RB", "ADV"),
+    ("IN", "ADP"),
+    ("DT", "DET"),
+    ("CC", "CCONJ"),
+    ("RP", "ADP"),
+    ("TO", "PART"),
+)
+
+
 def _place_like(token: Any) -> bool:
-    return bool(token.pos_ == "PROPN" or token.lemma_.lower() in _PLACE_NOUNS)
+    return bool(_coarse(token) == "PROPN" or token.lower_ in _PLACE_NOUNS or token.lower_.rstrip("s") in _PLACE_NOUNS)
 
 
 _PLACE_NOUNS = frozenset(
@@ -398,7 +506,11 @@ _PLACE_NOUNS = frozenset(
 
 def _phrase_head(token: Any) -> Any | None:
     """The noun a theme modifies: "convoy of peacekeepers" -> convoy, "President Moise" -> Moise."""
-    if token.dep_ == "pobj" and token.head.lower_ == "of" and token.head.head.pos_ in ("NOUN", "NUM", "PRON", "ADJ"):
+    if (
+        token.dep_ == "pobj"
+        and token.head.lower_ == "of"
+        and _coarse(token.head.head) in ("NOUN", "NUM", "PRON", "ADJ")
+    ):
         return token.head.head
     if token.dep_ in ("compound", "amod", "appos", "nmod", "poss", "nummod") and token.head.i != token.i:
         return token.head
@@ -417,7 +529,7 @@ def _attached(trigger: Any, theme: Any, other_object: bool) -> bool:
         theme.dep_ == "pobj"
         and theme.head.dep_ == "prep"
         and theme.head.head.i == trigger.i
-        and theme.head.lower_ in ("of", "by")
+        and theme.head.lower_ in ("of", "by", "between", "with", "against")
     ):
         return True
     # 3. the trigger modifies the theme: "troops withdrawing from", "the soldiers who left"
