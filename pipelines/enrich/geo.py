@@ -61,6 +61,9 @@ _STRONG_AFTER = re.compile(
 )
 
 
+_LANDFORM = r"\b(?:Peninsula|Sea|Gulf|Strait|Straits|Mountains|Valley|Heights|Basin|Desert|Delta|Coast|Ocean)\b"
+
+
 @dataclass(frozen=True)
 class PlaceMention:
     """A gazetteer name accepted as a place (or demonym) in this article."""
@@ -202,6 +205,7 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
     """Accept place names, resolve ambiguous ones by the article's other places, rank the countries."""
     direct = _direct_countries(gazetteer, matches, ctx)
     us_context = "US" in direct
+    state_names = {m.surface for m in matches if _us_state_context(text, m)}  # decided once per name
     scores: dict[str, float] = defaultdict(float)
     place_hits: dict[int, list[int]] = {}  # place index -> [mentions, first offset]
     mentions: list[PlaceMention] = []
@@ -233,7 +237,8 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
             if len(place.countries) <= 2 and place.countries:
                 for country in place.countries:
                     add(country, "region", match)
-            label = "LOC" if place.waterbody or len(place.countries) > 2 else "GPE"
+            geographic = re.search(_LANDFORM, place.name) is not None
+            label = "LOC" if place.waterbody or geographic or len(place.countries) > 2 else "GPE"
             mentions.append(
                 PlaceMention(match.start, match.end, match.surface, "region", place.country, label, place.name, None)
             )
@@ -250,7 +255,7 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
         )
 
     for match in matches:
-        chosen = _choose(gazetteer, text, match, direct, us_context)
+        chosen = _choose(gazetteer, text, match, direct, us_context or match.surface in state_names)
         if chosen is None:
             continue
         if chosen.kind in ("country", "demonym"):
@@ -355,10 +360,11 @@ def _choose(
     if not candidates:
         return None
     kinds = {c.kind for c in candidates}
-    if "admin1" in kinds and "country" in kinds:
+    if "admin1" in kinds and "country" in kinds:  # "Georgia", "Jersey"
+        country = next(c for c in candidates if c.kind == "country")
         us_state = any(c.kind == "admin1" and gazetteer.place(c).us_state for c in candidates)
-        want = "admin1" if us_state and (us_context or _followed_by_us_city(text, match)) else "country"
-        return next(c for c in candidates if c.kind == want)
+        state_reading = us_state and country.ref not in direct and us_context
+        return next(c for c in candidates if c.kind == ("admin1" if state_reading else "country"))
     countries = [c for c in candidates if c.kind in ("country", "demonym")]
     if countries:
         return next((c for c in countries if c.ref in direct), countries[0])
@@ -404,5 +410,12 @@ def _qualifier(gazetteer: Gazetteer, text: str, end: int) -> tuple[str, str] | N
     return None
 
 
-def _followed_by_us_city(text: str, match: GazetteerMatch) -> bool:
-    return bool(re.match(r"^\s*(?:state|governor|senator|legislature)\b", text[match.end : match.end + 20]))
+def _us_state_context(text: str, match: GazetteerMatch) -> bool:
+    """'Atlanta, Georgia', 'Georgia state', 'Georgia Gov. Brian Kemp', '40 Georgia counties'."""
+    after = text[match.end : match.end + 24]
+    before = text[max(0, match.start - 40) : match.start]
+    return bool(
+        re.match(r"^\s*(?:state|gov\.|governor|senator|sen\.|legislature|county|counties|lawmakers)\b", after, re.I)
+        or re.search(r"\b(?:Atlanta|Savannah|Augusta|Macon|Trenton|Newark),\s*$", before)
+        or re.search(r"\b(?:U\.S\. state of|state of)\s*$", before)
+    )
