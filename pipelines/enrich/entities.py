@@ -527,7 +527,7 @@ def actor_tags(
 
     From two sources: entities linked to the actor KB, and demonyms or adjectival country names that
     modify an actor noun ("Iraqi lawmakers" -> IRQ LEG). A KB actor whose alias is one bare word
-    ("Congress", "Senate") counts only when the article is about its country."""
+    ("Congress", "Senate", "ADF") does not count in an article about other countries."""
     from pipelines.enrich.gazetteer import alpha3
 
     by_kb = gazetteer.actors_by_kb_id
@@ -538,8 +538,8 @@ def actor_tags(
         if actor is None or not actor.actor_type:
             continue
         bare = " " not in entity.text and entity.text != actor.name and actor.kind == "ORG"
-        if bare and actor.country and actor.country not in countries:
-            continue
+        if bare and actor.country and countries and actor.country not in countries:
+            continue  # "Congress" in an article about India is not the US Congress
         counts[actor.tag] += 1
         first.setdefault(actor.tag, entity.start)
     for position, (country, noun) in enumerate(modifiers):

@@ -28,11 +28,11 @@ Kind = Literal["country", "demonym", "city", "admin1", "region", "actor"]
 # City names that are far more often ordinary words, first names or surnames in English news.
 _CITY_STOPWORDS = frozenset(
     """Of Bar Split Nice Mobile Reading Sale Bath Batman Deal Police Mercedes Marines Independence Temple
-    Victoria Florence Lincoln Jackson Hamilton Kingston Douglas Aden Orange Eagle Paradise Enterprise Mission
+    Victoria Florence Lincoln Jackson Hamilton Kingston Douglas Orange Eagle Paradise Enterprise Mission
     Concord Liberty Union Unity Progress Pride Hope Faith Grace Charity Commerce Industry Normal Ocean Center
     Centre Providence Salem Troy Sparta Homer Vienna Lebanon Jordan Georgia Chad Israel Panama Mexico Guatemala
-    Kuwait Djibouti Singapore Luxembourg Monaco Andorra Brazil Peru Niger Nigeria Algeria Tunisia Tripoli Delta
-    Lima Mosul Trump Biden Clinton Obama Bush Washington Wilson Madison Franklin Monroe Adams Jefferson Harrison
+    Kuwait Djibouti Singapore Luxembourg Monaco Andorra Brazil Peru Niger Nigeria Algeria Tunisia Delta
+    Lima Trump Biden Clinton Obama Bush Washington Wilson Madison Franklin Monroe Adams Jefferson Harrison
     Taylor Polk Pierce Grant Hayes Cleveland Kennedy Nixon Carter Reagan Austin Dallas Houston Phoenix Ali Hamas
     Sud Nord Mai Son Sur Cali Same Bo Bu Ba Da Do Ha He Ho Hu Na Ne No Nu Ta Te To Tu Ya Ye Yo Yu Wa We Wu
     Marcos Santa San Said Mahdi Sadr Mary Christ Eden Salt Sugar Iron Gold Silver Coral Palm Spring Summer

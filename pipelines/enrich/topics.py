@@ -520,8 +520,10 @@ def _phrase_head(token: Any) -> Any | None:
 def _attached(trigger: Any, theme: Any, other_object: bool) -> bool:
     # 1. direct: object, subject or modifier of the trigger
     if theme.head.i == trigger.i:
-        if theme.dep_ in _OBJECT_DEPS or theme.dep_ in _MODIFIER_DEPS:
+        if theme.dep_ in _OBJECT_DEPS:
             return True
+        if theme.dep_ in _MODIFIER_DEPS:  # "troop withdrawal", "military pullout": only a noun trigger has modifiers
+            return bool(trigger.lower_.endswith(_NOMINAL_ENDINGS) or trigger.tag_ == "NN")
         if theme.dep_ in _SUBJECT_DEPS:
             return not other_object
     # 2. "withdrawal of troops", "pullout by U.S. forces"
