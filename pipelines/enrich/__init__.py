@@ -129,7 +129,7 @@ class Enricher:
             ),
         )
         entities = self.entities.extract(
-            text, model_ents, matches, geo.mentions, (dateline[0], dateline[2]) if dateline else None
+            text, model_spans, matches, geo.mentions, (dateline[0], dateline[2]) if dateline else None, cleaned=True
         )
         return Article(
             **raw.model_dump(),

@@ -167,9 +167,13 @@ class EntityExtractor:
         matches: Sequence[GazetteerMatch],
         places: Sequence[PlaceMention] = (),
         dateline: tuple[int, int] | None = None,
+        *,
+        cleaned: bool = False,
     ) -> list[Entity]:
+        """Entities of `text` from the model's (start, end, label) spans (already passed through
+        `clean_model_spans` when `cleaned`), gazetteer matches and accepted place mentions."""
         doc = _Doc(text, {})
-        for start, end, label in clean_model_spans(text, model_ents):
+        for start, end, label in model_ents if cleaned else clean_model_spans(text, model_ents):
             doc.spans[(start, end)] = Entity(text=text[start:end], label=label, start=start, end=end)
         self._drop_titles(doc)
         self._apply_places(doc, places)
@@ -313,12 +317,17 @@ class EntityExtractor:
         """Label fixes the model needs on news: 'spokeswoman Yolande Makolo' is a person (not an ORG);
         'Tigrayan forces', 'Republicans' are NORP; a name that follows 'Cyclone' is a storm."""
         storms = set(re.findall(r"\b(?:Cyclone|Hurricane|Typhoon|Storm)\s+([A-Z][a-z]+)", doc.text))
+        for match in _LINE_OF_CONTROL.finditer(doc.text):
+            if not doc.overlapping(*match.span()) or doc.spans.get(match.span()):
+                doc.put(Entity(text=match.group(), label="LOC", start=match.start(), end=match.end(), source="rule"))
         for key, entity in list(doc.spans.items()):
             if entity.source != "model" or entity.kb_id:
                 continue
             words = entity.text.split()
             if entity.text in storms:
                 del doc.spans[key]
+            elif len(words) > 1 and (words[-1] in _LANDFORM_WORDS or words[0] in ("River", "Mount", "Lake", "Gulf")):
+                entity.label = "LOC"  # "Dnipro River", "Atlas Mountains", "Istiklal Avenue": places, not facilities
             elif (
                 entity.label == "ORG"
                 and 2 <= len(words) <= 4
@@ -485,6 +494,11 @@ def clean_model_spans(text: str, model_ents: Iterable[tuple[int, int, str]]) -> 
     return kept
 
 
+_LANDFORM_WORDS = frozenset(
+    "River Mountains Mountain Range Valley Desert Lake Sea Avenue Street Square Boulevard Road Beach Bay Plateau "
+    "Peninsula Highlands Park".split()
+)
+_LINE_OF_CONTROL = re.compile(r"\bLine of (?:Actual )?Control\b")
 _VESSEL_PREFIXES = frozenset("USS HMS HMAS HMCS INS RFS MV MS SS FS".split())
 _STORM_WORDS = frozenset("Cyclone Hurricane Typhoon Storm Tropical Super".split())
 _NORP_SUFFIX = re.compile(r"^[A-Z][a-z]+(?:an|ans|ian|ians|ese|i|is|ite|ites|ish)$")
