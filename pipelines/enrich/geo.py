@@ -40,7 +40,28 @@ _ACTING_NOUNS = frozenset(
     commanders general generals security intelligence strike strikes airstrike airstrikes counterpart spokesman
     spokeswoman spokesperson leader leaders junta regime coalition guard guards marines special defense defence
     foreign state interior warships warship vessels gunboats artillery tanks shelling offensive operation operations
-    agents peacekeepers contingent battalion brigade sanctions negotiators team side""".split()
+    agents peacekeepers contingent battalion brigade sanctions negotiators team side attack attacks assault assaults
+    offensive incursion invasion raid raids bombardment shelling""".split()
+)
+_STATE_ACTORS = frozenset({"GOV", "MIL", "LEG", "COP", "JUD", "REB"})
+_GENERIC_INSTITUTIONS = frozenset(
+    {
+        "Congress",
+        "Senate",
+        "Parliament",
+        "Cabinet",
+        "Labour",
+        "Assembly",
+        "Government",
+        "Army",
+        "Navy",
+        "Police",
+        "Supreme Court",
+        "National Assembly",
+        "House of Representatives",
+        "Red Cross",
+        "Red Crescent",
+    }
 )
 _LOCATIVE_TYPES = (
     r"town|city|village|villages|district|province|region|state|county|capital|port|suburb|neighbou?rhood|"
@@ -205,7 +226,11 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
     """Accept place names, resolve ambiguous ones by the article's other places, rank the countries."""
     direct = _direct_countries(gazetteer, matches, ctx)
     us_context = "US" in direct
-    state_names = {m.surface for m in matches if _us_state_context(text, m)}  # decided once per name
+    state_names = {  # "Georgia": the US state or the country, decided once per name
+        m.surface
+        for m in matches
+        if {c.kind for c in m.candidates} >= {"admin1", "country"} and _us_state_context(text, m)
+    }
     scores: dict[str, float] = defaultdict(float)
     place_hits: dict[int, list[int]] = {}  # place index -> [mentions, first offset]
     mentions: list[PlaceMention] = []
@@ -219,7 +244,7 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
     def add(country: str, kind: str, match: GazetteerMatch) -> None:
         weight = WEIGHTS[kind]
         in_dateline = bool(ctx.dateline and ctx.dateline[0] <= match.start < ctx.dateline[1])
-        if (match.start < ctx.title_end and kind in ("country", "city", "admin1", "acting")) or in_dateline:
+        if (match.start < ctx.title_end and kind in ("country", "city", "admin1", "acting", "actor")) or in_dateline:
             headline.add(country)
         if match.start < ctx.title_end:
             weight *= TITLE_FACTOR
@@ -280,7 +305,11 @@ def resolve(gazetteer: Gazetteer, text: str, matches: Sequence[GazetteerMatch], 
             continue
         if chosen.kind == "actor":
             actor = gazetteer.actors[chosen.ref]
-            if actor.country and actor.actor_type not in ("MED", "BUS", "NGO", "REL"):
+            if match.surface in _GENERIC_INSTITUTIONS:
+                continue  # "Congress", "Senate", "Labour": every country has one
+            if actor.country and actor.actor_type in _STATE_ACTORS:
+                add(actor.country, "acting", match)  # "Pentagon", "Saudi-led coalition": the state acts
+            elif actor.country and actor.actor_type not in ("MED", "BUS", "NGO", "REL"):
                 add(actor.country, "actor", match)
             continue
         place = gazetteer.place(chosen)

@@ -54,6 +54,7 @@ _NEGATION_PHRASES = (("no", "plans"), ("rule", "out"), ("rules", "out"), ("ruled
 # Words that place an event in the past ("the 1983 bombing", "marks the anniversary of the bombing").
 _HISTORY = frozenset("anniversary anniversaries commemorate commemorates commemorated commemoration memorial".split())
 _YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
+_PAST_PHRASES = ("last year", "years ago", "year ago", "months ago", "decades ago", "in the past")
 
 # Dependency relations through which a theme can attach to its trigger.
 _OBJECT_DEPS = frozenset({"dobj", "nsubjpass", "attr", "oprd", "dative", "obj"})
@@ -268,7 +269,7 @@ class TopicMatcher:
     def _sentence_weight(
         self, topic: Topic, found: SentenceHits, scan: ArticleScan, index: int, doc: Any | None, parsing: bool
     ) -> float:
-        if found.excluded:
+        if found.excluded or not (found.strong or found.weak or found.pairs):
             return 0.0
         words = scan.words[index]
         candidates: list[tuple[float, TermHit]] = []
@@ -405,6 +406,9 @@ def _historical(words: Sequence[str], hit: TermHit) -> bool:
     near = words[max(0, hit.token - HISTORY_WINDOW) : hit.token + hit.length + HISTORY_WINDOW]
     if any(_YEAR.match(w) for w in near):
         return True
+    after = " ".join(words[hit.token + hit.length : hit.token + hit.length + HISTORY_WINDOW])
+    if any(phrase in after for phrase in _PAST_PHRASES):
+        return True  # "seized power last year", "signed two years ago"
     if "since" in words[max(0, hit.token - NEGATION_WINDOW) : hit.token]:
         return True  # "since the Taliban took power": a state of affairs, not the news
     return any(w in _HISTORY for w in words[: hit.token])
