@@ -406,6 +406,9 @@ def _historical(words: Sequence[str], hit: TermHit) -> bool:
     near = words[max(0, hit.token - HISTORY_WINDOW) : hit.token + hit.length + HISTORY_WINDOW]
     if any(_YEAR.match(w) for w in near):
         return True
+    following = words[hit.token + hit.length : hit.token + hit.length + 2 * HISTORY_WINDOW]
+    if any(w == "since" and _YEAR.match(n) for w, n in itertools.pairwise(following)):
+        return True  # "has been fighting the rebels since 2015": a long war, not today's news
     after = " ".join(words[hit.token + hit.length : hit.token + hit.length + HISTORY_WINDOW])
     if any(phrase in after for phrase in _PAST_PHRASES):
         return True  # "seized power last year", "signed two years ago"
