@@ -3,7 +3,6 @@
 Usage: /work/venv/bin/python tests/data/devset/check_devset.py [path/to/devset.jsonl]
 Exits with status 1 if any record violates the format rules described in README.md.
 """
-
 import collections
 import json
 import os
@@ -13,23 +12,9 @@ import sys
 import pycountry
 
 TOPICS = [
-    "troop_withdrawal",
-    "troop_deployment",
-    "airstrike",
-    "armed_clash",
-    "bombing",
-    "assassination",
-    "terrorism",
-    "protest",
-    "arrest",
-    "abduction",
-    "agreement",
-    "sanctions",
-    "election",
-    "coup",
-    "diplomacy",
-    "nuclear_program",
-    "natural_disaster",
+    "troop_withdrawal", "troop_deployment", "airstrike", "armed_clash", "bombing",
+    "assassination", "terrorism", "protest", "arrest", "abduction", "agreement",
+    "sanctions", "election", "coup", "diplomacy", "nuclear_program", "natural_disaster",
 ]
 LABELS = {"PERSON", "ORG", "GPE", "LOC", "NORP"}
 
@@ -82,11 +67,8 @@ def main(path):
             if len(set(countries)) != len(countries):
                 errors.append(f"{where}: duplicate countries")
             for c in countries:
-                if not (
-                    isinstance(c, str)
-                    and re.fullmatch(r"[A-Z]{2}", c)
-                    and pycountry.countries.get(alpha_2=c) is not None
-                ):
+                if not (isinstance(c, str) and re.fullmatch(r"[A-Z]{2}", c)
+                        and pycountry.countries.get(alpha_2=c) is not None):
                     errors.append(f"{where}: invalid country code {c!r}")
                 country_counts[c] += 1
             full = rec["title"] + "\n" + rec["text"]
@@ -101,19 +83,15 @@ def main(path):
                 if key in seen:
                     errors.append(f"{where}: duplicate entity {key}")
                 seen.add(key)
-                if not ent["text"] or not re.search(r"(?<!\w)" + re.escape(ent["text"]) + r"(?!\w)", full):
+                if not ent["text"] or not re.search(
+                        r"(?<!\w)" + re.escape(ent["text"]) + r"(?!\w)", full):
                     errors.append(f"{where}: entity {ent['text']!r} not found in title/text")
                 label_counts[ent["label"]] += 1
             words = len(rec["text"].split())
-            sizes[
-                "short (<60 words)"
-                if words < 60
-                else "medium (80-200 words)"
-                if 80 <= words <= 200
-                else "long (250-450 words)"
-                if 250 <= words <= 450
-                else f"other ({words} words)"
-            ] += 1
+            sizes["short (<60 words)" if words < 60 else
+                  "medium (80-200 words)" if 80 <= words <= 200 else
+                  "long (250-450 words)" if 250 <= words <= 450 else
+                  f"other ({words} words)"] += 1
 
     print(f"records: {n}")
     print(f"records with no topic: {n_empty_topics}")
