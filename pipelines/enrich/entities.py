@@ -185,6 +185,7 @@ class EntityExtractor:
         self._link_people(doc)
         self._harmonize(doc)
         self._drop_common_words(doc)
+        self._link_unresolved(doc)
         return sorted(doc.spans.values(), key=lambda e: (e.start, e.end))
 
     # --- steps ---
@@ -459,6 +460,21 @@ class EntityExtractor:
                 entity.label = chosen.label
                 entity.canonical = chosen.canonical
                 entity.kb_id = chosen.kb_id or entity.kb_id
+
+    def _link_unresolved(self, doc: _Doc) -> None:
+        """Model places and nationalities the gazetteer matched only inside a longer name still get their
+        country id ("U.S." in "U.S. Africa Command")."""
+        for entity in doc.spans.values():
+            if entity.kb_id or entity.label not in ("GPE", "NORP"):
+                continue
+            for candidate in self.gazetteer.lookup(entity.text):
+                if candidate.kind == "country" and entity.label == "GPE":
+                    entity.kb_id, entity.canonical = candidate.ref, self.gazetteer.countries[candidate.ref].name
+                elif candidate.kind == "demonym" and entity.label == "NORP":
+                    entity.kb_id = candidate.ref
+                else:
+                    continue
+                break
 
     def _drop_common_words(self, doc: _Doc) -> None:
         """'Wildfires kill dozens' or 'Gunfire echoed': a capitalised word the text also writes in lower

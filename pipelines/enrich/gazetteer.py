@@ -343,6 +343,10 @@ class Gazetteer:
                     continue  # "Iraqi forces", "Iraq's parliament": a demonym + noun, tagged via geo modifiers
                 if surface[:1].isupper() or surface[:1].isdigit() or re.match(r"^(?:al|el|de|von|van)[- ]", surface):
                     self._add(surface, Candidate("actor", actor.id), upper=False)
+                    article = re.match(r"^(Al|El|al|el)([- ])", surface)
+                    if article:  # "Al-Shabaab" / "al-Shabaab": copy desks differ
+                        swapped = article.group(1).swapcase()[0] + article.group(1)[1:]
+                        self._add(swapped + surface[2:], Candidate("actor", actor.id), upper=False)
             if " (" in actor.name:  # "Eli Cohen (politician)": the plain form is what text says
                 self._add(actor.name.split(" (")[0], Candidate("actor", actor.id), upper=False)
 
