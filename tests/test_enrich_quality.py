@@ -66,6 +66,7 @@ WITHDRAWAL_POSITIVE = [
     ("France to pull out its soldiers from Mali", "France said it would pull out its soldiers within six months."),
     ("Last U.S. troops leave base in northern Syria", "The last U.S. troops left the base on Monday, officials said."),
     ("Army begins drawdown of forces", "The army began a drawdown of forces from the eastern region on Friday."),
+    ("President to bring troops home", "The president said he would pull the troops out of Syria by April."),
 ]
 WITHDRAWAL_NEGATIVE = [
     ("Senator withdrew from the race", "The senator withdrew from the race on Tuesday, citing health reasons."),
@@ -73,6 +74,8 @@ WITHDRAWAL_NEGATIVE = [
     ("Russia rules out pullback", "Russia said it had no plans to withdraw its forces from the border region."),
     ("Champion withdraws from tournament", "The champion withdrew from the tournament with a wrist injury."),
     ("Retail chain to pull out of China", "The retailer will pull out of China after years of losses."),
+    ("Ministry denies pullback", "The ministry denied reports that it planned to withdraw troops from the border."),
+    ("Rescue at barracks", "Rescuers pulled two soldiers from the rubble of the collapsed barracks."),
 ]
 
 

@@ -43,6 +43,7 @@ LEAD_FACTOR = 1.2
 MAX_EVIDENCE = 3
 SETTLED_SCORE = 0.85  # strong phrases alone this sure: cue sentences of the topic are not worth a parse
 NEGATION_WINDOW = 4
+DENIAL_WINDOW = 8  # "denied reports that it planned to withdraw"
 HISTORY_WINDOW = 6
 
 # Words that negate an event mentioned right after them ("did not withdraw", "no plans to pull out").
@@ -50,6 +51,7 @@ _NEGATORS = frozenset(
     "not n't no never without deny denies denied denying rule rules ruled ruling refuse refuses refused "
     "reject rejects rejected rejecting against neither nor".split()
 )
+_DENIALS = frozenset("deny denies denied denying dismissed refuted".split())
 _NEGATION_PHRASES = (("no", "plans"), ("rule", "out"), ("rules", "out"), ("ruled", "out"), ("ruling", "out"))
 # Words that place an event in the past ("the 1983 bombing", "marks the anniversary of the bombing").
 _HISTORY = frozenset("anniversary anniversaries commemorate commemorates commemorated commemoration memorial".split())
@@ -397,6 +399,8 @@ def _overlap(a: TermHit, b: TermHit) -> bool:
 def _negated(words: Sequence[str], hit: TermHit) -> bool:
     before = words[max(0, hit.token - NEGATION_WINDOW) : hit.token]
     if any(w in _NEGATORS for w in before):
+        return True
+    if any(w in _DENIALS for w in words[max(0, hit.token - DENIAL_WINDOW) : hit.token]):
         return True
     pairs = set(itertools.pairwise(before))
     return any(p in pairs for p in _NEGATION_PHRASES)
