@@ -87,6 +87,7 @@ class FeedBatch:
     warnings: list[str] = field(default_factory=list)
 
 
+
 def is_url(spec: str) -> bool:
     return urlsplit(spec).scheme in ("http", "https")
 

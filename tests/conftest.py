@@ -62,21 +62,9 @@ def noida_es(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NoidaServer]:
     yield from _noida(tmp_path_factory, "elasticsearch", "NEWSWATCH_TEST_NOIDA_ES")
 
 
-def run_cli(
-    *args: str,
-    env: dict[str, str] | None = None,
-    input_text: str | None = None,
-    cwd: Path | None = None,
-    timeout: float = 300,
-) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None, input_text: str | None = None,
+            cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`newswatch ARGS` as a user runs it: a separate process, the repo on its path."""
     environment = env_with(PYTHONPATH=str(REPO), **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        input=input_text,
-        cwd=cwd or REPO,
-        timeout=timeout,
-    )
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
+                          env=environment, input=input_text, cwd=cwd or REPO, timeout=timeout)

@@ -134,15 +134,8 @@ class FeedServer:
     def url(self, path: str) -> str:
         return self.base + path
 
-    def serve_bytes(
-        self,
-        path: str,
-        body: bytes,
-        content_type: str = "application/rss+xml",
-        etag: str | None = None,
-        headers: dict[str, str] | None = None,
-        status: int = 200,
-    ) -> None:
+    def serve_bytes(self, path: str, body: bytes, content_type: str = "application/rss+xml",
+                    etag: str | None = None, headers: dict[str, str] | None = None, status: int = 200) -> None:
         def handle(request: BaseHTTPRequestHandler) -> None:
             if etag and request.headers.get("If-None-Match") == etag:
                 request.send_response(304)
