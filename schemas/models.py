@@ -104,7 +104,11 @@ class Entity(_Model):
     start: int = Field(ge=0, description="Offset into title + '\\n\\n' + text")
     end: int = Field(ge=0)
     canonical: str = Field("", description="The fullest name this entity has in the article")
-    kb_id: str | None = Field(None, description="Stable id where known: ISO code, GeoNames id, actor id")
+    kb_id: str | None = Field(
+        None,
+        description="Stable id where known: ISO alpha-2 (countries, demonyms), 'geonames:<id>' (cities, US states), "
+        "ISO 3166-2 (other subdivisions), Wikidata QID or the actor KB id (people, organisations)",
+    )
     role: str | None = Field(None, description="Title that precedes a person, e.g. 'Secretary of State'")
     source: str = Field("model", description="model, gazetteer or rule: who found it")
 
@@ -142,6 +146,11 @@ class Article(RawArticle):
     places: list[Place] = Field(default_factory=list)
     regions: list[str] = Field(default_factory=list, description="UN M49 regions of the countries")
     topics: list[TopicTag] = Field(default_factory=list)
+    actors: list[str] = Field(
+        default_factory=list,
+        description="CAMEO-style actor codes, most mentioned first: country alpha-3 + type ('IRQ GOV', 'USA MIL'), "
+        "or the type alone for international actors ('IGO')",
+    )
     content_hash: str = ""
     enriched_at: UtcDatetime = Field(default_factory=utcnow)
     enrichment_version: str = ""

@@ -9,19 +9,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.enrich.entities import EntityExtractor, load_spacy_model
+from pipelines.enrich.entities import EntityExtractor, actor_tags, clean_model_spans, load_spacy_model
 from pipelines.enrich.gazetteer import Gazetteer
+from pipelines.enrich.geo import Context as GeoContext
 from pipelines.enrich.geo import resolve
-from pipelines.enrich.text import split_sentences
-from pipelines.enrich.topics import TopicMatcher, load_taxonomy
+from pipelines.enrich.nlp import SpacyModel
+from pipelines.enrich.text import Sentence, split_sentences
+from pipelines.enrich.topics import ArticleScan, TopicMatcher, load_taxonomy
 from schemas import Article, RawArticle
 from seeds import seed_path
 
 log = logging.getLogger(__name__)
 
-ENRICHMENT_VERSION = "1"
+ENRICHMENT_VERSION = "2"
 _DATELINE = re.compile(
-    r"^\W*(?:date\s+\S+\s+)?\(?([A-Z][A-Z'.-]+(?:[ ,]+[A-Za-z'.-]+){0,3})\)?\s*(?:\([^)]*\)\s*)?[—–-]"
+    r"^\W*(?:date\s+\S+\s+)?\(?([A-Z][A-Z'’.-]+(?:[ ,]+[A-Za-z'’.-]+){0,3})\)?\s*(?:\([^)]*\)\s*)?[—–-]"
 )
 
 
@@ -45,10 +47,10 @@ class Enricher:
 
     def __init__(self, config: EnrichConfig | None = None) -> None:
         self.config = config or EnrichConfig()
-        self.gazetteer = Gazetteer()
+        self.gazetteer = shared_gazetteer()
         self.entities = EntityExtractor(self.gazetteer)
         self.topics = TopicMatcher(load_taxonomy(seed_path("topics.yaml")))
-        self.nlp: Any = load_spacy_model(self.config.model_name) if self.config.use_model else None
+        self.nlp: SpacyModel | None = load_spacy_model(self.config.model_name) if self.config.use_model else None
         self.version = enrichment_version(self.config)
 
     def enrich(self, raw: RawArticle) -> Article:
@@ -66,38 +68,99 @@ class Enricher:
             )
         else:
             model_ents = ([] for _ in raws)
-        return [self._finish(raw, text, ents) for raw, text, ents in zip(raws, texts, model_ents, strict=True)]
+        split = [split_sentences(text) for text in texts]
+        scans = [
+            self.topics.scan(sentences, title_sentences=max(1, _title_sentences(sentences, len(raw.title))))
+            for raw, sentences in zip(raws, split, strict=True)
+        ]
+        parses = self._parse_candidates(scans)
+        return [
+            self._finish(raw, text, ents, sentences, scan, parsed)
+            for raw, text, ents, sentences, scan, parsed in zip(
+                raws, texts, model_ents, split, scans, parses, strict=True
+            )
+        ]
 
-    def _finish(self, raw: RawArticle, text: str, model_ents: list[tuple[int, int, str]]) -> Article:
+    def _parse_candidates(self, scans: Sequence[ArticleScan]) -> list[dict[int, Any] | None]:
+        """Parse, in one batch, only the sentences whose topic cues need their syntax checked
+        (None per article when there is no parser: topics then judge cues by their window)."""
+        if self.nlp is None or not self.nlp.can_parse:
+            return [None for _ in scans]
+        parses: list[dict[int, Any] | None] = [{} for _ in scans]
+        wanted = [(n, i) for n, scan in enumerate(scans) for i in scan.to_parse()]
+        if not wanted:
+            return parses
+        docs = self.nlp.parse(scans[n].sentences[i].text for n, i in wanted)
+        for (n, i), doc in zip(wanted, docs, strict=True):
+            parsed = parses[n]
+            if parsed is not None:
+                parsed[i] = doc
+        return parses
+
+    def _finish(
+        self,
+        raw: RawArticle,
+        text: str,
+        model_ents: list[tuple[int, int, str]],
+        sentences: list[Sentence],
+        scan: ArticleScan,
+        parsed: dict[int, Any] | None,
+    ) -> Article:
         title_end = len(raw.title)
-        sentences = split_sentences(text)
-        title_sentences = sum(1 for s in sentences if s.start < title_end)
+        title_sentences = _title_sentences(sentences, title_end)
         lead_end = sentences[title_sentences + 1].end if len(sentences) > title_sentences + 1 else len(text)
-        body_start = title_end + 2
-        dateline = _DATELINE.match(text[body_start : body_start + 160])
-        dateline_end = body_start + dateline.end() if dateline else body_start
+        dateline = find_dateline(text, title_end)
         matches = self.gazetteer.find(text)
-        entities = self.entities.extract(text, model_ents, matches)
+        model_spans = clean_model_spans(text, model_ents)
+        people = frozenset(
+            word for s, e, label in model_spans if label == "PERSON" for word in text[s:e].split()[1:] if len(word) > 2
+        )
         geo = resolve(
             self.gazetteer,
             text,
             matches,
-            entities,
-            title_end=title_end,
-            lead_end=lead_end,
-            dateline_end=dateline_end,
-            used_model=self.nlp is not None,
+            GeoContext(
+                title_end=title_end,
+                lead_end=lead_end,
+                dateline=dateline[:2] if dateline else None,
+                model_spans=model_spans,
+                used_model=self.nlp is not None,
+                people=people,
+            ),
         )
-        topics = self.topics.detect(sentences, title_sentences=max(1, title_sentences))
+        entities = self.entities.extract(
+            text, model_spans, matches, geo.mentions, (dateline[0], dateline[2]) if dateline else None, cleaned=True
+        )
         return Article(
             **raw.model_dump(),
             entities=entities,
             countries=geo.countries,
             places=geo.places,
             regions=geo.regions,
-            topics=topics,
+            topics=self.topics.score(scan, parsed),
+            actors=actor_tags(entities, self.gazetteer, geo.countries, geo.modifiers),
             enrichment_version=self.version,
         )
+
+
+def find_dateline(text: str, title_end: int) -> tuple[int, int, int] | None:
+    """The dateline of the body ("BAGHDAD —", "KRAMATORSK, Ukraine (Wire) —"): (place start, place end,
+    end of the whole dateline), offsets into `text`."""
+    body_start = title_end + 2
+    found = _DATELINE.match(text[body_start : body_start + 160])
+    if not found:
+        return None
+    return body_start + found.start(1), body_start + found.end(1), body_start + found.end()
+
+
+def _title_sentences(sentences: Sequence[Sentence], title_end: int) -> int:
+    return sum(1 for s in sentences if s.start < title_end)
+
+
+@functools.lru_cache(maxsize=1)
+def shared_gazetteer() -> Gazetteer:
+    """The gazetteer is the same for every config: build it once per process (a few seconds)."""
+    return Gazetteer()
 
 
 @functools.lru_cache(maxsize=2)

@@ -13,7 +13,7 @@ _ABBREVIATIONS = frozenset(
 )
 _BOUNDARY = re.compile(r"[.!?][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n\s*\n")
 _WORD_BEFORE = re.compile(r"([A-Za-z.\-]+)[.!?]?[\"'”’)\]]*$")
-_TOKEN = re.compile(r"[a-z0-9]+")
+_TOKEN = re.compile(r"[A-Za-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -56,4 +56,93 @@ def _ends_sentence(before: str) -> bool:
 
 def tokens(text: str) -> list[str]:
     """Lower-case alphanumeric word pieces ("U.S.-led" -> u, s, led), the unit topic terms match on."""
-    return _TOKEN.findall(text.lower())
+    return [word.lower() for word in _TOKEN.findall(text)]
+
+
+def token_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of `tokens(text)`, in the same order."""
+    return [m.span() for m in _TOKEN.finditer(text)]
+
+
+# Irregular forms news copy uses for event verbs: base -> (past, past participle).
+_IRREGULAR = {
+    "withdraw": ("withdrew", "withdrawn"),
+    "draw": ("drew", "drawn"),
+    "leave": ("left", "left"),
+    "take": ("took", "taken"),
+    "strike": ("struck", "stricken"),
+    "shoot": ("shot", "shot"),
+    "fight": ("fought", "fought"),
+    "hold": ("held", "held"),
+    "send": ("sent", "sent"),
+    "bring": ("brought", "brought"),
+    "break": ("broke", "broken"),
+    "begin": ("began", "begun"),
+    "drive": ("drove", "driven"),
+    "fly": ("flew", "flown"),
+    "flee": ("fled", "fled"),
+    "blow": ("blew", "blown"),
+    "set": ("set", "set"),
+    "hit": ("hit", "hit"),
+    "lead": ("led", "led"),
+    "win": ("won", "won"),
+    "lose": ("lost", "lost"),
+    "meet": ("met", "met"),
+    "throw": ("threw", "thrown"),
+    "go": ("went", "gone"),
+    "come": ("came", "come"),
+    "keep": ("kept", "kept"),
+    "give": ("gave", "given"),
+    "rise": ("rose", "risen"),
+    "freeze": ("froze", "frozen"),
+    "overthrow": ("overthrew", "overthrown"),
+    "shake": ("shook", "shaken"),
+    "tear": ("tore", "torn"),
+    "swear": ("swore", "sworn"),
+    "steal": ("stole", "stolen"),
+    "seek": ("sought", "sought"),
+    "slay": ("slew", "slain"),
+    "sweep": ("swept", "swept"),
+    "spread": ("spread", "spread"),
+    "put": ("put", "put"),
+    "cut": ("cut", "cut"),
+    "quit": ("quit", "quit"),
+    "bomb": ("bombed", "bombed"),
+    "redeploy": ("redeployed", "redeployed"),
+}
+_VOWELS = frozenset("aeiou")
+
+
+def inflections(word: str) -> set[str]:
+    """A lemma and its regular and irregular inflections ("withdraw" -> withdraws, withdrew, withdrawn,
+    withdrawing; "soldier" -> soldiers). Over-generation ("troops" -> "trooped") is harmless for matching."""
+    word = word.lower()
+    forms = {word}
+    if word in _IRREGULAR:
+        forms.update(_IRREGULAR[word])
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        forms.add(word + "es")
+    elif word.endswith("y") and len(word) > 2 and word[-2] not in _VOWELS:
+        forms.update({word[:-1] + "ies", word[:-1] + "ied"})
+    else:
+        forms.add(word + "s")
+    if word.endswith("e"):
+        forms.update({word + "d", word[:-1] + "ing"})
+    else:
+        stem = word
+        if (
+            len(word) >= 3
+            and word[-1] not in _VOWELS | {"w", "x", "y"}
+            and word[-2] in _VOWELS
+            and word[-3] not in _VOWELS
+            and word not in _NO_DOUBLING
+        ):
+            forms.update({word + word[-1] + "ed", word + word[-1] + "ing"})  # kidnap -> kidnapped
+        if not (word.endswith("y") and word[-2:-1] not in _VOWELS) or word in _IRREGULAR:
+            forms.add(stem + "ed")
+        forms.add(stem + "ing")
+    return forms
+
+
+# Verbs ending consonant-vowel-consonant whose final consonant is not doubled (stress not on the last syllable).
+_NO_DOUBLING = frozenset("target visit open happen threaten order offer enter deliver govern shelter consider".split())

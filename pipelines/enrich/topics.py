@@ -1,11 +1,27 @@
-"""Topic detection from the data-driven taxonomy in seeds/topics.yaml, with evidence sentences."""
+"""Topic detection from the data-driven taxonomy in seeds/topics.yaml, with scores and evidence sentences.
+
+Two passes, so the expensive one runs rarely:
+
+1. `scan`: one Aho-Corasick pass over every sentence's word tokens finds each topic's strong phrases,
+   weak phrases, exclusions and cue frames (a trigger such as "pull out" near a theme such as
+   "soldiers"). Term lists accept lemmas with a trailing `~` ("withdraw~" matches withdraws, withdrew,
+   withdrawn, withdrawing), so patterns are lemma-aware without a lemmatizer.
+2. `score`: a cue frame counts only when its trigger and theme are linked. With a dependency parse
+   of the sentence (only sentences holding an unconfirmed cue are parsed) the link is syntactic:
+   "pull out its soldiers" (object), "troops will leave" (subject), "withdrawal of U.S. troops"
+   (of-phrase), "ordered troops to withdraw" (shared head); "Wildfire forces evacuation" (a verb,
+   not the noun "forces") and "withdrew from the race" (no theme) are not. Without a parse (fast mode)
+   the trigger and theme must lie within the topic's window. Negated ("did not withdraw", "ruled out")
+   and historical ("the 2021 coup", "anniversary") evidence is discounted.
+"""
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import math
+import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,15 +29,40 @@ from typing import Any, Literal
 import ahocorasick
 import yaml
 
-from pipelines.enrich.text import Sentence, tokens
+from pipelines.enrich.text import Sentence, inflections, token_spans, tokens
 from schemas import TopicTag
 
-Role = Literal["strong", "cue", "exclude"]
+Role = Literal["strong", "weak", "cue", "exclude"]
 STRONG_WEIGHT = 1.0
-CUE_WEIGHT = 0.75
+CUE_WEIGHT = 1.0  # a cue frame whose trigger and theme are syntactically linked: as good as a strong phrase
+CUE_UNPARSED_WEIGHT = 0.7  # a cue frame within the window, no parse to check it
+WEAK_WEIGHT = 0.35
+DISCOUNT = 0.25  # negated or historical evidence
 TITLE_FACTOR = 1.5
 LEAD_FACTOR = 1.2
 MAX_EVIDENCE = 3
+SETTLED_SCORE = 0.85  # strong phrases alone this sure: cue sentences of the topic are not worth a parse
+NEGATION_WINDOW = 4
+DENIAL_WINDOW = 8  # "denied reports that it planned to withdraw"
+HISTORY_WINDOW = 6
+
+# Words that negate an event mentioned right after them ("did not withdraw", "no plans to pull out").
+_NEGATORS = frozenset(
+    "not n't no never without deny denies denied denying rule rules ruled ruling refuse refuses refused "
+    "reject rejects rejected rejecting against neither nor".split()
+)
+_DENIALS = frozenset("deny denies denied denying dismissed refuted".split())
+_NEGATION_PHRASES = (("no", "plans"), ("rule", "out"), ("rules", "out"), ("ruled", "out"), ("ruling", "out"))
+# Words that place an event in the past ("the 1983 bombing", "marks the anniversary of the bombing").
+_HISTORY = frozenset("anniversary anniversaries commemorate commemorates commemorated commemoration memorial".split())
+_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
+_PAST_PHRASES = ("last year", "years ago", "year ago", "months ago", "decades ago", "in the past")
+
+# Dependency relations through which a theme can attach to its trigger.
+_OBJECT_DEPS = frozenset({"dobj", "nsubjpass", "attr", "oprd", "dative", "obj"})
+_SUBJECT_DEPS = frozenset({"nsubj", "csubj", "agent"})
+_MODIFIER_DEPS = frozenset({"compound", "amod", "nmod", "poss", "npadvmod", "appos"})
+_CLAUSE_DEPS = frozenset({"xcomp", "ccomp", "dobj", "conj", "advcl"})
 
 
 @dataclass(frozen=True)
@@ -34,22 +75,51 @@ class Topic:
     exclude: tuple[str, ...]
     window: int
     min_score: float
+    weak: tuple[str, ...] = ()
+    link: bool = True  # cue frames need a syntactic link when the sentence is parsed
 
 
 @dataclass(frozen=True)
-class _Hit:
-    topic: str
-    role: Role
-    group: int  # cue index * 100 + group index, for cues
-    token: int  # token position of the match start
-    length: int
+class TermHit:
+    token: int  # index of the first word token of the match in its sentence
+    length: int  # number of word tokens
 
 
 @dataclass
-class _SentenceHits:
-    strong: bool = False
+class SentenceHits:
+    """What one topic's terms matched in one sentence."""
+
+    strong: list[TermHit] = field(default_factory=list)
+    weak: list[TermHit] = field(default_factory=list)
     excluded: bool = False
-    cue_positions: dict[int, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    cue_groups: dict[int, list[TermHit]] = field(default_factory=lambda: defaultdict(list))
+    pairs: list[tuple[TermHit, TermHit]] = field(default_factory=list)  # (trigger, theme) within window
+    tight: bool = False  # a pair reads as a plain phrase ("pull out its soldiers"): no parse needed
+
+
+@dataclass
+class ArticleScan:
+    """The result of `TopicMatcher.scan`: per topic, per sentence index, what matched."""
+
+    sentences: Sequence[Sentence]
+    title_sentences: int
+    words: list[list[str]]
+    spans: list[list[tuple[int, int]]]
+    hits: dict[str, dict[int, SentenceHits]]
+    settled: frozenset[str] = frozenset()  # topics whose strong phrases alone reach a confident score
+    linked: frozenset[str] = frozenset()  # topics whose cue frames need a syntactic link
+
+    def to_parse(self) -> list[int]:
+        """Sentences whose evidence depends on a cue frame that only a parse can confirm (and would
+        change the verdict: a topic its strong phrases already settle needs no parse)."""
+        wanted: set[int] = set()
+        for topic_id, per_sentence in self.hits.items():
+            if topic_id in self.settled or topic_id not in self.linked:
+                continue
+            for index, found in per_sentence.items():
+                if found.pairs and not found.tight and not found.strong and not found.excluded:
+                    wanted.add(index)
+        return sorted(wanted)
 
 
 def load_taxonomy(path: Path) -> list[Topic]:
@@ -67,18 +137,29 @@ def load_taxonomy(path: Path) -> list[Topic]:
                 exclude=tuple(spec.get("exclude") or ()),
                 window=int(spec.get("window", defaults.get("window", 7))),
                 min_score=float(spec.get("min_score", defaults.get("min_score", 0.45))),
+                weak=tuple(spec.get("weak") or ()),
+                link=bool(spec.get("link", defaults.get("link", True))),
             )
         )
     return topics
 
 
-def _key(term: str) -> str:
-    """Automaton key over the " tok tok " string: a trailing * leaves the right boundary open."""
+def _keys(term: str) -> list[str]:
+    """Automaton keys over the " tok tok " string: a trailing * leaves the right boundary open, a
+    trailing ~ on a word stands for its inflections."""
     wildcard = term.endswith("*")
-    words = " ".join(tokens(term.rstrip("*")))
-    if not words:
-        raise ValueError(f"topic term {term!r} has no words")
-    return f" {words}" if wildcard else f" {words} "
+    term = term.rstrip("*")
+    variants: list[list[str]] = [[]]
+    for word in term.split():
+        forms = sorted(inflections(word[:-1])) if word.endswith("~") else [word]
+        variants = [[*v, f] for v in variants for f in forms]
+    keys = []
+    for variant in variants:
+        words = " ".join(tokens(" ".join(variant)))
+        if not words:
+            raise ValueError(f"topic term {term!r} has no words")
+        keys.append(f" {words}" if wildcard else f" {words} ")
+    return keys
 
 
 class TopicMatcher:
@@ -89,36 +170,74 @@ class TopicMatcher:
         self._automaton = ahocorasick.Automaton()
         entries: dict[str, list[tuple[str, Role, int]]] = defaultdict(list)
         for topic in topics:
-            for term in topic.strong:
-                entries[_key(term)].append((topic.id, "strong", 0))
-            for term in topic.exclude:
-                entries[_key(term)].append((topic.id, "exclude", 0))
+            for role, terms in (("strong", topic.strong), ("weak", topic.weak), ("exclude", topic.exclude)):
+                for term in terms:
+                    for key in _keys(term):
+                        entries[key].append((topic.id, role, 0))  # type: ignore[arg-type]
             for c, cue in enumerate(topic.cues):
                 for g, group in enumerate(cue):
                     for term in group:
-                        entries[_key(term)].append((topic.id, "cue", c * 100 + g))
+                        for key in _keys(term):
+                            entries[key].append((topic.id, "cue", c * 100 + g))
         for key, values in entries.items():
-            self._automaton.add_word(key, (key, tuple(values)))
+            self._automaton.add_word(key, (key, tuple(dict.fromkeys(values))))
         self._automaton.make_automaton()
 
-    def detect(self, sentences: Sequence[Sentence], title_sentences: int = 1) -> list[TopicTag]:
-        """Topics of an article given as sentences; the first `title_sentences` are the title."""
-        hits = self._sentence_hits(sentences)
-        tags: list[TopicTag] = []
+    # --- pass 1 ---
+
+    def scan(self, sentences: Sequence[Sentence], title_sentences: int = 1) -> ArticleScan:
+        spans = [token_spans(s.text) for s in sentences]
+        words = [[s.text[a:b].lower() for a, b in sent] for s, sent in zip(sentences, spans, strict=True)]
+        hits: dict[str, dict[int, SentenceHits]] = defaultdict(lambda: defaultdict(SentenceHits))
+        for index, sentence_words in enumerate(words):
+            joined = " " + " ".join(sentence_words) + " "
+            starts = _word_starts(sentence_words)
+            for end, (key, values) in self._automaton.iter(joined):
+                begin = end - len(key) + 1
+                hit = TermHit(starts.get(begin + 1, 0), key.strip().count(" ") + 1)
+                for topic_id, role, group in values:
+                    found = hits[topic_id][index]
+                    if role == "strong":
+                        found.strong.append(hit)
+                    elif role == "weak":
+                        found.weak.append(hit)
+                    elif role == "exclude":
+                        found.excluded = True
+                    else:
+                        found.cue_groups[group].append(hit)
+        settled: set[str] = set()
+        title_sentences = max(1, title_sentences)
         for topic_id, per_sentence in hits.items():
+            topic = self.topics[topic_id]
+            strong = 0.0
+            for index, found in per_sentence.items():
+                found.pairs = _pairs(topic, found)
+                found.tight = any(
+                    _tight(sentences[index].text, spans[index], words[index], t, th) for t, th in found.pairs
+                )
+                if found.strong and not found.excluded and not all(_discounted(words[index], h) for h in found.strong):
+                    strong += STRONG_WEIGHT * _position_factor(index, title_sentences)
+            if 1.0 - math.exp(-strong) >= max(SETTLED_SCORE, topic.min_score):
+                settled.add(topic_id)
+        linked = frozenset(t.id for t in self.topics.values() if t.link and t.cues)
+        return ArticleScan(sentences, title_sentences, words, spans, hits, frozenset(settled), linked)
+
+    # --- pass 2 ---
+
+    def score(self, scan: ArticleScan, parses: dict[int, Any] | None = None) -> list[TopicTag]:
+        """Topic tags of a scanned article. `parses` maps sentence index -> spaCy Doc of that sentence
+        (the sentences `scan.to_parse()` named); None means no parser is available (fast mode), and
+        cue frames are then judged by their window alone."""
+        tags: list[TopicTag] = []
+        for topic_id, per_sentence in scan.hits.items():
             topic = self.topics[topic_id]
             weighted: list[tuple[float, int]] = []
             for index, found in per_sentence.items():
-                if found.excluded:
+                doc = parses.get(index) if parses is not None else None
+                weight = self._sentence_weight(topic, found, scan, index, doc, parsing=parses is not None)
+                if weight <= 0:
                     continue
-                weight = STRONG_WEIGHT if found.strong else (CUE_WEIGHT if self._cue_matches(topic, found) else 0.0)
-                if not weight:
-                    continue
-                if index < title_sentences:
-                    weight *= TITLE_FACTOR
-                elif index < title_sentences + 2:
-                    weight *= LEAD_FACTOR
-                weighted.append((weight, index))
+                weighted.append((weight * _position_factor(index, scan.title_sentences), index))
             if not weighted:
                 continue
             score = 1.0 - math.exp(-sum(w for w, _ in weighted))
@@ -127,51 +246,322 @@ class TopicMatcher:
             best = sorted(sorted(weighted, reverse=True)[:MAX_EVIDENCE], key=lambda wi: wi[1])
             tags.append(
                 TopicTag(
-                    id=topic_id, label=topic.label, score=round(score, 3), evidence=[sentences[i].text for _, i in best]
+                    id=topic_id,
+                    label=topic.label,
+                    score=round(score, 3),
+                    evidence=[scan.sentences[i].text for _, i in best],
                 )
             )
-        return sorted(tags, key=lambda t: -t.score)
+        return sorted(tags, key=lambda t: (-t.score, t.id))
 
-    def _sentence_hits(self, sentences: Sequence[Sentence]) -> dict[str, dict[int, _SentenceHits]]:
-        parts: list[str] = []
-        starts: list[int] = []  # char offset in the joined string where each sentence begins
-        offset = 0
-        for sentence in sentences:
-            chunk = " " + " ".join(tokens(sentence.text)) + " |"
-            starts.append(offset)
-            parts.append(chunk)
-            offset += len(chunk)
-        joined = "".join(parts)
-        hits: dict[str, dict[int, _SentenceHits]] = defaultdict(lambda: defaultdict(_SentenceHits))
-        current = 0
-        for end, (key, values) in self._automaton.iter(joined):
-            begin = end - len(key) + 1
-            current = bisect.bisect_right(starts, begin) - 1
-            position = joined.count(" ", starts[current], begin + 1)  # token index within the sentence
-            for topic_id, role, group in values:
-                found = hits[topic_id][current]
-                if role == "strong":
-                    found.strong = True
-                elif role == "exclude":
-                    found.excluded = True
-                else:
-                    found.cue_positions[group].append((position, key.count(" ") - 1))
-        return hits
+    def detect(
+        self,
+        sentences: Sequence[Sentence],
+        title_sentences: int = 1,
+        parse: Callable[[list[str]], Iterable[Any]] | None = None,
+    ) -> list[TopicTag]:
+        """Both passes for one article; `parse` turns sentence texts into parsed spaCy Docs."""
+        scan = self.scan(sentences, title_sentences)
+        if parse is None:
+            return self.score(scan, None)
+        wanted = scan.to_parse()
+        parses = dict(zip(wanted, parse([sentences[i].text for i in wanted]), strict=True)) if wanted else {}
+        return self.score(scan, parses)
 
-    @staticmethod
-    def _cue_matches(topic: Topic, found: _SentenceHits) -> bool:
-        for c, cue in enumerate(topic.cues):
-            groups = [found.cue_positions.get(c * 100 + g, []) for g in range(len(cue))]
-            if all(groups) and _within(groups, topic.window):
-                return True
+    def _sentence_weight(
+        self, topic: Topic, found: SentenceHits, scan: ArticleScan, index: int, doc: Any | None, parsing: bool
+    ) -> float:
+        if found.excluded or not (found.strong or found.weak or found.pairs):
+            return 0.0
+        words = scan.words[index]
+        candidates: list[tuple[float, TermHit]] = []
+        candidates += [(STRONG_WEIGHT, hit) for hit in found.strong]
+        if found.pairs:
+            if found.tight and topic.link:
+                sentence, spans = scan.sentences[index].text, scan.spans[index]
+                tight = [t for t, th in found.pairs if _tight(sentence, spans, words, t, th)]
+                candidates += [(CUE_WEIGHT, trigger) for trigger in tight]
+            elif doc is not None and topic.link:
+                spans = scan.spans[index]
+                linked = [(t, th) for t, th in found.pairs if _linked(doc, spans, t, th)]
+                candidates += [(CUE_WEIGHT, trigger) for trigger, _ in linked]
+            elif not topic.link:
+                candidates += [(CUE_WEIGHT, t) for t, _ in found.pairs]
+            elif not parsing:
+                candidates += [(CUE_UNPARSED_WEIGHT, t) for t, _ in found.pairs]
+            # else: a parser is available but this sentence was not parsed (strong phrases settled the topic)
+        candidates += [(WEAK_WEIGHT, hit) for hit in found.weak]
+        if not candidates:
+            return 0.0
+        # The sentence counts as its best piece of evidence that is neither negated nor historical.
+        best = 0.0
+        for weight, hit in candidates:
+            if _discounted(words, hit):
+                weight *= DISCOUNT
+            best = max(best, weight)
+        return best
+
+
+def _position_factor(index: int, title_sentences: int) -> float:
+    if index < title_sentences:
+        return TITLE_FACTOR
+    if index < title_sentences + 2:
+        return LEAD_FACTOR
+    return 1.0
+
+
+def _discounted(words: Sequence[str], hit: TermHit) -> bool:
+    return _negated(words, hit) or _historical(words, hit)
+
+
+def _word_starts(words: Sequence[str]) -> dict[int, int]:
+    """Char offset of each word in the " w w w " string -> word index."""
+    starts: dict[int, int] = {}
+    offset = 1
+    for index, word in enumerate(words):
+        starts[offset] = index
+        offset += len(word) + 1
+    return starts
+
+
+def _pairs(topic: Topic, found: SentenceHits) -> list[tuple[TermHit, TermHit]]:
+    """(trigger, theme) pairs of any cue frame whose groups all occur within the window."""
+    pairs: list[tuple[TermHit, TermHit]] = []
+    for c, cue in enumerate(topic.cues):
+        groups = [found.cue_groups.get(c * 100 + g, []) for g in range(len(cue))]
+        if not all(groups):
+            continue
+        for trigger in groups[0]:
+            close = [
+                [h for h in group if _gap(trigger, h) <= topic.window and not _overlap(trigger, h)]
+                for group in groups[1:]
+            ]
+            if all(close):
+                pairs.append((trigger, min(close[0], key=lambda h: _gap(trigger, h))))
+    return pairs
+
+
+# Words that may stand between a trigger and its object in a plain phrase: "withdraw all its 2,000 troops".
+_OBJECT_GAP = frozenset(
+    "the a an its their his her our all some most more additional remaining further own of about nearly roughly "
+    "around several thousands hundreds dozens last first some u s k n".split()
+)
+# Words between a subject and its verb: "troops will begin to leave".
+_SUBJECT_GAP = frozenset(
+    "will would could to have has had were are was is be been began begin begins started start starts also finally "
+    "must should may might are expected due set completed complete completes".split()
+)
+# What may follow an intransitive trigger: "troops left on Monday", "soldiers withdrew from".
+_AFTER_INTRANSITIVE = frozenset("from out back home on in at after before by as within over during".split())
+_RESULTS = frozenset("dead injured wounded homeless stranded".split())
+_NOMINAL_ENDINGS = ("ion", "al", "ure", "ment", "out", "down")
+
+
+def _tight(
+    sentence: str, spans: Sequence[tuple[int, int]], words: Sequence[str], trigger: TermHit, theme: TermHit
+) -> bool:
+    """A trigger and theme that read as one plain phrase, the way a dependency parse would link them:
+    "pull out its soldiers", "withdrawal of 2,000 U.S. troops" (object), "troops will leave" (subject).
+    Anything looser is left to the parser."""
+
+    def capitalised(i: int) -> bool:
+        return sentence[spans[i][0]].isupper()
+
+    theme_end = theme.token + theme.length
+    if theme.token > 0 and capitalised(theme.token):
+        return False  # "Intermediate-Range Nuclear Forces Treaty": part of a name
+    if theme.token >= trigger.token + trigger.length:
+        gap = range(trigger.token + trigger.length, theme.token)
+        if len(gap) > 5 or not all(words[i] in _OBJECT_GAP or words[i].isdigit() or capitalised(i) for i in gap):
+            return False
+        return not (theme_end < len(words) and words[theme_end] in _RESULTS)  # "left 20 soldiers dead"
+    gap = range(theme_end, trigger.token)
+    if len(gap) > 3 or not all(words[i] in _SUBJECT_GAP for i in gap):
         return False
+    if words[trigger.token + trigger.length - 1].endswith(_NOMINAL_ENDINGS):
+        return False  # "Wildfire forces evacuation": a noun trigger after a noun is no subject-verb pair
+    after = trigger.token + trigger.length
+    return after >= len(words) or words[after] in _AFTER_INTRANSITIVE or capitalised(after)
 
 
-def _within(groups: list[list[tuple[int, int]]], window: int) -> bool:
-    """Whether one position from each group lies within `window` words of the first group's term."""
-    for anchor, _ in groups[0]:
-        if all(any(abs(pos - anchor) <= window for pos, _ in group) for group in groups[1:]):
+def _gap(a: TermHit, b: TermHit) -> int:
+    if b.token >= a.token + a.length:
+        return b.token - (a.token + a.length) + 1
+    if a.token >= b.token + b.length:
+        return a.token - (b.token + b.length) + 1
+    return 0
+
+
+def _overlap(a: TermHit, b: TermHit) -> bool:
+    return a.token < b.token + b.length and b.token < a.token + a.length
+
+
+def _negated(words: Sequence[str], hit: TermHit) -> bool:
+    before = words[max(0, hit.token - NEGATION_WINDOW) : hit.token]
+    if any(w in _NEGATORS for w in before):
+        return True
+    if any(w in _DENIALS for w in words[max(0, hit.token - DENIAL_WINDOW) : hit.token]):
+        return True
+    pairs = set(itertools.pairwise(before))
+    return any(p in pairs for p in _NEGATION_PHRASES)
+
+
+def _historical(words: Sequence[str], hit: TermHit) -> bool:
+    near = words[max(0, hit.token - HISTORY_WINDOW) : hit.token + hit.length + HISTORY_WINDOW]
+    if any(_YEAR.match(w) for w in near):
+        return True
+    following = words[hit.token + hit.length : hit.token + hit.length + 2 * HISTORY_WINDOW]
+    if any(w == "since" and _YEAR.match(n) for w, n in itertools.pairwise(following)):
+        return True  # "has been fighting the rebels since 2015": a long war, not today's news
+    after = " ".join(words[hit.token + hit.length : hit.token + hit.length + HISTORY_WINDOW])
+    if any(phrase in after for phrase in _PAST_PHRASES):
+        return True  # "seized power last year", "signed two years ago"
+    if "since" in words[max(0, hit.token - NEGATION_WINDOW) : hit.token]:
+        return True  # "since the Taliban took power": a state of affairs, not the news
+    return any(w in _HISTORY for w in words[: hit.token])
+
+
+# --- syntactic links (spaCy Doc of one sentence) ---
+
+
+def _tokens_for(doc: Any, spans: Sequence[tuple[int, int]], hit: TermHit) -> list[Any]:
+    chosen: list[Any] = []
+    for start, end in spans[hit.token : hit.token + hit.length]:
+        span = doc.char_span(start, end, alignment_mode="expand")
+        if span is not None:
+            chosen += [t for t in span if t not in chosen]
+    return chosen
+
+
+def _root(tokens_: list[Any]) -> Any | None:
+    if not tokens_:
+        return None
+    inside = {t.i for t in tokens_}
+    for token in tokens_:
+        if token.head.i not in inside or token.head.i == token.i:
+            return token
+    return tokens_[0]
+
+
+def _through_conj(token: Any) -> Any:
+    """'withdraw its ambassador and troops': a conjunct stands in its first conjunct's place."""
+    while token.dep_ == "conj" and token.head.i != token.i:
+        token = token.head
+    return token
+
+
+def _linked(doc: Any, spans: Sequence[tuple[int, int]], trigger_hit: TermHit, theme_hit: TermHit) -> bool:
+    trigger = _root(_tokens_for(doc, spans, trigger_hit))
+    theme_tokens = _tokens_for(doc, spans, theme_hit)
+    theme = _root(theme_tokens)
+    if trigger is None or theme is None:
+        return False
+    if _coarse(theme) not in ("NOUN", "PROPN", "ADJ", "PRON", "NUM", "X"):
+        return False  # "Wildfire forces evacuation": forces is a verb there
+    if any(c.dep_ == "oprd" for c in trigger.children):
+        return False  # "the clash left 20 soldiers dead": a result, not a departure
+    theme_ids = {t.i for t in theme_tokens}
+    objects = [c for c in trigger.children if c.dep_ in _OBJECT_DEPS and c.dep_ != "nsubjpass"]
+    # "the army withdrew its support": support is what left. "troops left Chad": a place is where from.
+    other_object = any(
+        o.i not in theme_ids and _through_conj(o).i not in theme_ids and not _place_like(o) for o in objects
+    )
+    candidate: Any = theme
+    for _ in range(3):  # the theme itself, then the phrase it sits in ("convoy of peacekeepers", "President X")
+        if candidate.i != trigger.i and _attached(trigger, _through_conj(candidate), other_object):
             return True
+        candidate = _phrase_head(candidate)
+        if candidate is None or candidate.i == trigger.i:
+            return False
+    return False
+
+
+def _coarse(token: Any) -> str:
+    """Universal POS from the Penn tag (the parse pass skips the attribute ruler that would set pos_)."""
+    if token.pos_:
+        return str(token.pos_)
+    tag = str(token.tag_)
+    for prefix, pos in _TAG_POS:
+        if tag.startswith(prefix):
+            return pos
+    return "X"
+
+
+_TAG_POS = (
+    ("NNP", "PROPN"),
+    ("NN", "NOUN"),
+    ("JJ", "ADJ"),
+    ("PRP", "PRON"),
+    ("WP", "PRON"),
+    ("CD", "NUM"),
+    ("VB", "VERB"),
+    ("MD", "AUX"),
+    ("RB", "ADV"),
+    ("IN", "ADP"),
+    ("DT", "DET"),
+    ("CC", "CCONJ"),
+    ("RP", "ADP"),
+    ("TO", "PART"),
+)
+
+
+def _place_like(token: Any) -> bool:
+    return bool(_coarse(token) == "PROPN" or token.lower_ in _PLACE_NOUNS or token.lower_.rstrip("s") in _PLACE_NOUNS)
+
+
+_PLACE_NOUNS = frozenset(
+    "country base region area city town territory village province zone camp position post capital soil island "
+    "border frontier district state nation outpost".split()
+)
+
+
+def _phrase_head(token: Any) -> Any | None:
+    """The noun a theme modifies: "convoy of peacekeepers" -> convoy, "President Moise" -> Moise."""
+    if (
+        token.dep_ == "pobj"
+        and token.head.lower_ == "of"
+        and _coarse(token.head.head) in ("NOUN", "NUM", "PRON", "ADJ")
+    ):
+        return token.head.head
+    if token.dep_ in ("compound", "amod", "appos", "nmod", "poss", "nummod") and token.head.i != token.i:
+        return token.head
+    return None
+
+
+def _attached(trigger: Any, theme: Any, other_object: bool) -> bool:
+    # 1. direct: object, subject or modifier of the trigger
+    if theme.head.i == trigger.i:
+        if theme.dep_ in _OBJECT_DEPS:
+            return True
+        if theme.dep_ in _MODIFIER_DEPS:  # "troop withdrawal", "military pullout": only a noun trigger has modifiers
+            return bool(trigger.lower_.endswith(_NOMINAL_ENDINGS) or trigger.tag_ == "NN")
+        if theme.dep_ in _SUBJECT_DEPS:
+            return not other_object
+    # 2. "withdrawal of troops", "pullout by U.S. forces"
+    if (
+        theme.dep_ == "pobj"
+        and theme.head.dep_ == "prep"
+        and theme.head.head.i == trigger.i
+        and theme.head.lower_ in ("of", "by", "between", "with", "against")
+    ):
+        return True
+    # 3. the trigger modifies the theme: "troops withdrawing from", "the soldiers who left"
+    if trigger.head.i == theme.i and trigger.dep_ in ("acl", "relcl", "compound", "amod"):
+        return True
+    # 4. a shared head: "troops began withdrawing", "ordered troops to leave", "forces completed their pullout"
+    head = trigger.head
+    climbed = 0
+    while head.i != trigger.i and climbed < 2:
+        if (
+            theme.head.i == head.i
+            and theme.dep_ in _SUBJECT_DEPS | _OBJECT_DEPS
+            and trigger.dep_ in _CLAUSE_DEPS | {"acl"}
+        ):
+            return not (theme.dep_ in _SUBJECT_DEPS and other_object)
+        if head.dep_ not in _CLAUSE_DEPS or head.head.i == head.i:
+            break
+        trigger, head = head, head.head
+        climbed += 1
     return False
 
 
