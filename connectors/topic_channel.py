@@ -6,10 +6,11 @@ alert sink for NEWSWATCH_ALERTS_TOPIC) stay in one place: whoever wires delivery
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from connectors.alert_channels import DeliveryError
+from connectors.kafka import KafkaClients, KafkaConnection
 from schemas import Alert, AlertDigest
 
 
@@ -26,15 +27,12 @@ class Producer(Protocol):
 ProducerFactory = Callable[[], Producer]
 
 
-def kafka_producer_factory(bootstrap_servers: Sequence[str], **config: Any) -> ProducerFactory:
-    """A factory for kafka-python producers; `config` carries security settings (never logged)."""
+def kafka_producer_factory(connection: KafkaConnection) -> ProducerFactory:
+    """Producers for the operator's Kafka connection (security settings included, never logged)."""
+    timeout_ms = int(connection.connect_timeout_s * 1000)
 
     def make() -> Producer:
-        from kafka import KafkaProducer
-
-        producer: Producer = KafkaProducer(
-            bootstrap_servers=list(bootstrap_servers), acks="all", retries=5, linger_ms=5, **config
-        )
+        producer: Producer = KafkaClients(connection).producer(retries=5, max_block_ms=timeout_ms)
         return producer
 
     return make

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from pydantic import SecretStr
 
 from connectors.alert_channels import AlertChannel, DeliveryError, deliver_digest
 from connectors.email_channel import EmailChannel, SmtpConfig
+from connectors.kafka import KafkaConnection
 from connectors.topic_channel import KafkaTopicChannel, Producer, ProducerFactory, kafka_producer_factory
 from connectors.webhook import Resolver, WebhookChannel, WebhookPolicy, default_resolver, redact_url, webhook_session
 from pipelines.settings import Settings
+from pipelines.stores import kafka_connection
 from schemas import (
     REVEAL_SECRETS,
     Alert,
@@ -36,40 +37,12 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class KafkaProducerConfig:
-    bootstrap_servers: tuple[str, ...] = ("localhost:9092",)
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    timeout_ms: int = 10_000  # to reach the cluster, and to block on a full buffer
-
-    def producer_kwargs(self) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "security_protocol": self.security_protocol,
-            "bootstrap_timeout_ms": self.timeout_ms,
-            "max_block_ms": self.timeout_ms,
-        }
-        if self.sasl_mechanism:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            if getattr(self, name):
-                options[name] = getattr(self, name)
-        return options
-
-
-@dataclass(frozen=True)
 class DeliveryConfig:
     """Picklable settings of the subscriber channels; each worker builds its clients from it."""
 
     webhook: WebhookPolicy = field(default_factory=WebhookPolicy)
     smtp: SmtpConfig | None = None
-    kafka: KafkaProducerConfig | None = field(default_factory=KafkaProducerConfig)
+    kafka: KafkaConnection | None = field(default_factory=KafkaConnection)
 
 
 class _Unavailable:
@@ -122,8 +95,7 @@ class Dispatcher:
         if self._producer is None:
             factory = self._producer_factory
             if factory is None:
-                kafka = self.config.kafka or KafkaProducerConfig()
-                factory = kafka_producer_factory(kafka.bootstrap_servers, **kafka.producer_kwargs())
+                factory = kafka_producer_factory(self.config.kafka or KafkaConnection())
             try:
                 self._producer = factory()
             except Exception as exc:
@@ -227,16 +199,6 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
             ssl=settings.smtp_ssl,
             timeout=settings.smtp_timeout,
         )
-    kafka = KafkaProducerConfig(
-        bootstrap_servers=tuple(settings.kafka_bootstrap_servers),
-        security_protocol=settings.kafka_security_protocol,
-        sasl_mechanism=settings.kafka_sasl_mechanism,
-        sasl_username=settings.kafka_sasl_username,
-        sasl_password=settings.kafka_sasl_password,
-        ssl_cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-        ssl_certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-        ssl_keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-    )
     return DeliveryConfig(
         webhook=WebhookPolicy(
             timeout=settings.webhook_timeout,
@@ -245,5 +207,5 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
             allow_private=settings.webhook_allow_private,
         ),
         smtp=smtp,
-        kafka=kafka,
+        kafka=kafka_connection(settings),
     )

@@ -10,7 +10,6 @@ from connectors.kafka import (
     CycleRead,
     KafkaClientFactory,
     KafkaClients,
-    KafkaConnection,
     KafkaMessage,
     KafkaReader,
     KafkaUnavailable,
@@ -21,28 +20,11 @@ from connectors.kafka import (
 )
 from pipelines.job import CycleFailed, SourceBatch
 from pipelines.records import dead_letter_record, message_record
-from pipelines.settings import Settings, SettingsError
+from pipelines.settings import Settings
+from pipelines.stores import kafka_connection
 from schemas import DeadLetter
 
 log = logging.getLogger(__name__)
-
-
-def kafka_connection(settings: Settings) -> KafkaConnection:
-    """The connection the settings describe; incomplete security settings fail at start-up."""
-    connection = KafkaConnection(
-        bootstrap_servers=tuple(settings.kafka_bootstrap_servers),
-        security_protocol=settings.kafka_security_protocol,
-        sasl_mechanism=settings.kafka_sasl_mechanism,
-        sasl_username=settings.kafka_sasl_username,
-        sasl_password=settings.kafka_sasl_password,
-        ssl_cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-        ssl_certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-        ssl_keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
-    )
-    problems = connection.problems()
-    if problems:
-        raise SettingsError("invalid kafka settings: " + "; ".join(problems))
-    return connection
 
 
 def kafka_clients(settings: Settings) -> KafkaClients:

@@ -8,7 +8,8 @@ import uuid
 from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from pipelines.delivery import DeliveryConfig, Dispatcher, KafkaProducerConfig
+from connectors.kafka import KafkaConnection
+from pipelines.delivery import DeliveryConfig, Dispatcher
 from pipelines.matching import make_alert
 from schemas import Alert, AlertDigest, Article, Subscription, TopicTag
 from tests.servers import NoidaServer
@@ -35,9 +36,7 @@ def test_alerts_go_to_the_subscriptions_topic_keyed_by_subscription_id(noida_kaf
         for n in range(3)
     ]
     alerts = [make_alert(sub, a, ["topic troop_withdrawal (score 0.90)"]) for a in articles]
-    dispatcher = Dispatcher(
-        [], DeliveryConfig(kafka=KafkaProducerConfig(bootstrap_servers=(noida_kafka.kafka_bootstrap,)))
-    )
+    dispatcher = Dispatcher([], DeliveryConfig(kafka=KafkaConnection(bootstrap_servers=(noida_kafka.kafka_bootstrap,))))
     try:
         assert dispatcher.deliver(sub, alerts[0]) == []
         # A digest goes out as its alerts: consumers of an alert topic read Alert JSON only.
@@ -64,7 +63,7 @@ def test_alerts_go_to_the_subscriptions_topic_keyed_by_subscription_id(noida_kaf
 def test_an_unreachable_broker_becomes_a_dead_letter() -> None:
     sub = Subscription(id="s", name="s", rule={"topic": "coup"}, targets=[{"kind": "kafka", "topic": "alerts.s"}])
     alert = make_alert(sub, Article(title="Coup", text="Soldiers seized power."), ["topic coup"])
-    config = KafkaProducerConfig(bootstrap_servers=("127.0.0.1:1",), timeout_ms=1000)
+    config = KafkaConnection(bootstrap_servers=("127.0.0.1:1",), connect_timeout_s=1.0)
     dispatcher = Dispatcher([], DeliveryConfig(kafka=config))
     letters = dispatcher.deliver(sub, alert)
     assert len(letters) == 1 and letters[0].reason.startswith("kafka: kafka topic alerts.s: ")

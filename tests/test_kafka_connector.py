@@ -35,9 +35,10 @@ from connectors.kafka import (
     headers_dict,
     read_all,
 )
-from pipelines.kafka_source import KafkaSource, kafka_connection
+from pipelines.kafka_source import KafkaSource
 from pipelines.records import parse_record
 from pipelines.settings import SettingsError, load_settings
+from pipelines.stores import kafka_connection
 from schemas import Alert, DeadLetter, RawArticle
 from tests.servers import NoidaServer, free_port
 
