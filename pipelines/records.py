@@ -53,34 +53,20 @@ def parse_record(line: str) -> RawArticle | DeadLetter:
 def decode_message(value: bytes, *, source: str, meta: dict[str, Any] | None = None) -> RawArticle | DeadLetter:
     """Message bytes -> RawArticle: UTF-8 JSON object with RawArticle's fields."""
     details = dict(meta or {})
+
+    def reject(reason: str, payload: str | bytes) -> DeadLetter:
+        return DeadLetter(stage="parse", reason=reason, payload=payload, source=source, details=details)
+
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return DeadLetter(
-            stage="parse",
-            reason=f"not UTF-8: {exc.reason} at byte {exc.start}",
-            payload=value,
-            source=source,
-            details=details,
-        )
+        return reject(f"not UTF-8: {exc.reason} at byte {exc.start}", value)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return DeadLetter(
-            stage="parse",
-            reason=f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            payload=text,
-            source=source,
-            details=details,
-        )
+        return reject(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", text)
     if not isinstance(data, dict):
-        return DeadLetter(
-            stage="parse",
-            reason=f"expected a JSON object, got {type(data).__name__}",
-            payload=text,
-            source=source,
-            details=details,
-        )
+        return reject(f"expected a JSON object, got {type(data).__name__}", text)
     data.setdefault("source", source)
     return _validate(data, source=source, payload=text, details=details)
 
