@@ -10,6 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineResult
+from apache_beam.transforms.window import FixedWindows, GlobalWindows
 
 from pipelines.transforms import (
     NAMESPACE,
@@ -32,16 +33,32 @@ def build(pipeline: beam.Pipeline, input_pattern: str, config: PipelineConfig) -
     """read -> parse -> normalize/dedupe -> skip unchanged -> enrich -> index -> match -> deliver,
     with every step that can fail feeding the dead-letter sink."""
     lines = pipeline | "ReadRecords" >> beam.io.ReadFromText(input_pattern)
+    process_records(lines, config)
+
+
+def process_records(lines: beam.PCollection[str], config: PipelineConfig, dedupe_window_s: float | None = None) -> None:
+    """Everything after the read, shared by the bounded cycle and the streaming job (pipelines/streaming.py).
+
+    An unbounded input needs `dedupe_window_s`: GroupByKey (in DedupeById) can only group an unbounded
+    collection per window, so copies are merged within fixed event-time windows of that length, and the
+    articles go back to the global window afterwards (copies in different windows are upserts of one id)."""
     parsed = lines | "Parse" >> ParseRecords()
-    unique = parsed.articles | "Dedupe" >> DedupeById()
+    articles = parsed.articles
+    if dedupe_window_s:
+        articles = articles | "DedupeWindows" >> beam.WindowInto(FixedWindows(dedupe_window_s))
+    unique = articles | "Dedupe" >> DedupeById()
+    if dedupe_window_s:
+        unique = unique | "GlobalWindow" >> beam.WindowInto(GlobalWindows())
     fresh = unique | "SkipUnchanged" >> SkipUnchanged(config.store, config.enrich, disabled=config.reenrich)
     enriched = fresh | "Enrich" >> Enrich(config.enrich)
     # The flush interval bounds how long articles of an unbounded source wait for a batch; bounded
     # cycles end their batches themselves (and Beam's timer-based batching needs a streaming runner).
-    streaming = pipeline.options.view_as(StandardOptions).streaming
+    streaming = lines.pipeline.options.view_as(StandardOptions).streaming
     flush = config.write_flush_interval if streaming else None
     written = enriched.articles | "Index" >> WriteArticles(config.store, config.write_batch_size, flush)
-    alerts = written.articles | "MatchSubscriptions" >> MatchSubscriptions(config.store)
+    alerts = written.articles | "MatchSubscriptions" >> MatchSubscriptions(
+        config.store, refresh_s=config.subscriptions_refresh_s
+    )
     undelivered = alerts | "DeliverAlerts" >> DeliverAlerts(config.store, config.channels)
     letters = (parsed.dead_letters, enriched.dead_letters, written.dead_letters, undelivered)
     dead = letters | "AllDeadLetters" >> beam.Flatten()
