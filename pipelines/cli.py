@@ -117,7 +117,9 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
             raise SettingsError("--once runs one bounded cycle; with --streaming bound a run by --max-seconds")
         from pipelines.streaming import run_streaming
 
-        return run_streaming(settings, beam_args, max_records=args.max_records, max_seconds=args.max_seconds)
+        return run_streaming(
+            settings, beam_args, max_records=args.max_records, max_seconds=args.max_seconds, detach=args.detach
+        )
     runner = CycleRunner(settings, build_sources(settings), beam_args)
     runner.prepare()
     log.info(
@@ -446,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-records", type=int, help="with --streaming: stop each Kafka partition after N messages (bounded run)"
     )
     run.add_argument("--max-seconds", type=float, help="with --streaming: stop the sources after T seconds")
+    run.add_argument("--detach", action="store_true", help="with --streaming on a cluster runner: submit, don't wait")
     run.set_defaults(func=cmd_run)
 
     enrich = sub.add_parser(

@@ -499,6 +499,7 @@ def run_streaming(
     *,
     max_records: int | None = None,
     max_seconds: float | None = None,
+    detach: bool = False,
 ) -> int:
     """`newswatch run --streaming`: submit (remote runner) or run (local, bounded) the streaming job."""
     from pipelines.job import pipeline_config
@@ -510,6 +511,11 @@ def run_streaming(
             "sources end: bound the run with --max-records/--max-seconds, use a streaming runner "
             "(--runner PortableRunner/DataflowRunner, see deploy/flink and deploy/dataflow), or drop --streaming "
             "for the cycle-based job"
+        )
+    if not local and settings.sink == "sqlite":
+        raise SettingsError(
+            "sink (NEWSWATCH_SINK): a cluster runner's workers cannot share an embedded SQLite file; "
+            "use --sink elasticsearch with --runner"
         )
     config = replace(pipeline_config(settings), subscriptions_refresh_s=60.0)
     streaming = streaming_config(
@@ -527,6 +533,9 @@ def run_streaming(
         f" (bounded: max_records={max_records} max_seconds={max_seconds})" if streaming.bounded else "",
     )
     result = pipeline.run()
+    if detach and not local:
+        log.info("submitted; not waiting (--detach). The job runs until cancelled or drained on the runner")
+        return 0
     try:
         state = result.wait_until_finish()
     except KeyboardInterrupt:
