@@ -54,3 +54,12 @@ def _decode(doc: str) -> FeedState:
     for key in _DATES:
         data[key] = datetime.fromisoformat(data[key]) if data.get(key) else None
     return FeedState(**data)
+
+
+def state_to_json(state: FeedState) -> str:
+    """One feed's state as JSON (the streaming source keeps it in Beam state rather than this file)."""
+    return _encode(state)
+
+
+def state_from_json(doc: str) -> FeedState:
+    return _decode(doc)

@@ -646,7 +646,8 @@ class KafkaAlertChannel:
     def deliver(self, alert: Alert) -> None:
         try:
             if self._producer is None:
-                self._producer = self.target.clients.producer()
+                # No linger: each send is waited for at once, so batching would only delay every alert.
+                self._producer = self.target.clients.producer(linger_ms=0)
             future = self._producer.send(
                 self.target.topic,
                 key=alert.subscription_id.encode("utf-8"),

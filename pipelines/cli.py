@@ -113,6 +113,14 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
         alerts_topic=args.alerts_topic,
     )
     logs.configure(settings.log_level, settings.log_json)
+    if "--streaming" in beam_args:  # unbounded sources on a streaming runner: pipelines/streaming.py
+        if args.once:
+            raise SettingsError("--once runs one bounded cycle; with --streaming bound a run by --max-seconds")
+        from pipelines.streaming import run_streaming
+
+        return run_streaming(
+            settings, beam_args, max_records=args.max_records, max_seconds=args.max_seconds, detach=args.detach
+        )
     runner = CycleRunner(settings, build_sources(settings), beam_args)
     runner.prepare()
     log.info(
@@ -363,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=ENV_HELP,
         help="the continuous ingestion job (one cycle with --once)",
         description="Read the sources in cycles, enrich and index new articles, alert on matches. "
-        "Unrecognised --options go to Apache Beam (e.g. --runner, --streaming).",
+        "Unrecognised --options go to Apache Beam (e.g. --runner, --streaming). With --streaming the sources "
+        "are unbounded (Kafka partitions as a Splittable DoFn, feeds polled by a PeriodicImpulse) for a "
+        "streaming runner: see deploy/flink, deploy/dataflow and docs/streaming.md.",
     )
     run.add_argument("--once", action="store_true", help="run one cycle (polling every feed now) and exit")
     run.add_argument("--interval", type=float, help="seconds between cycles (default 300)")
@@ -381,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kafka-topic", help="topic the kafka source reads (default newswatch.articles)")
     run.add_argument("--kafka-group-id", help="consumer group of the kafka source (default newswatch)")
     run.add_argument("--alerts-topic", help="also publish alerts as JSON to this Kafka topic (key: subscription id)")
+    run.add_argument(
+        "--max-records", type=int, help="with --streaming: stop each Kafka partition after N messages (bounded run)"
+    )
+    run.add_argument("--max-seconds", type=float, help="with --streaming: stop the sources after T seconds")
+    run.add_argument("--detach", action="store_true", help="with --streaming on a cluster runner: submit, don't wait")
     run.set_defaults(func=cmd_run)
 
     enrich = sub.add_parser(

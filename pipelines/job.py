@@ -22,7 +22,7 @@ from connectors.store import StoreUnavailable, open_store
 from pipelines.alerting import ReleaseReport, release_pending
 from pipelines.delivery import Dispatcher, delivery_config
 from pipelines.enrich import EnrichConfig
-from pipelines.pipeline import PipelineCounts, counts, create_pipeline
+from pipelines.pipeline import CyclePipeline, PipelineCounts, counts, create_pipeline, reusable
 from pipelines.records import article_record, dead_letter_record
 from pipelines.settings import Settings
 from pipelines.stores import store_config
@@ -187,6 +187,7 @@ class CycleRunner:
         self.beam_args = list(beam_args)
         self.cycles = 0
         self.work_dir = settings.data_dir / "cycles"
+        self._pipeline: CyclePipeline | None = None  # built on first use, reused by every cycle
 
     def prepare(self) -> None:
         """Create the store and load the default subscriptions on first use."""
@@ -236,6 +237,8 @@ class CycleRunner:
             store.close()
 
     def _run_pipeline(self, records: list[str]) -> PipelineCounts:
+        if reusable(self.beam_args):
+            return self._run_reused(records)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         fd, path = tempfile.mkstemp(prefix=f"cycle-{self.cycles}-", suffix=".jsonl", dir=self.work_dir)
         try:
@@ -256,9 +259,28 @@ class CycleRunner:
         finally:
             Path(path).unlink(missing_ok=True)
 
+    def _run_reused(self, records: list[str]) -> PipelineCounts:
+        """On the in-process runner: the pipeline built once (per process: the input file is this process's)."""
+        log.info("processing %d record(s) through the pipeline", len(records))
+        try:
+            if self._pipeline is None:
+                path = self.work_dir / f"cycle-{os.getpid()}.jsonl"
+                self._pipeline = CyclePipeline(path, self.config, self.beam_args)
+            result = self._pipeline.run(records)
+        except StoreUnavailable as exc:
+            raise CycleFailed(f"store unavailable: {exc}") from exc
+        except Exception as exc:
+            cause = _root_cause(exc)
+            raise CycleFailed(f"pipeline failed: {type(cause).__name__}: {cause}") from exc
+        if result.state not in (PipelineState.DONE, None):
+            raise CycleFailed(f"pipeline ended in state {result.state}")
+        return counts(result)
+
     def close(self) -> None:
         for source in self.sources:
             source.close()
+        if self._pipeline is not None:
+            self._pipeline.input_path.unlink(missing_ok=True)
 
 
 def _root_cause(exc: BaseException) -> BaseException:

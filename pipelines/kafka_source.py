@@ -129,32 +129,40 @@ class KafkaSource:
 
     def refusal(self, message: KafkaMessage) -> str | None:
         """Why a message is dead-lettered before decoding, if it is."""
-        if message.value is None:
-            return "empty message (null value, a tombstone)"
-        if message.size > self.max_message_bytes:
-            return (
-                f"oversized message: {message.size} bytes, more than kafka_max_message_bytes={self.max_message_bytes}"
-            )
-        return None
+        return refusal(message, self.max_message_bytes)
 
     def record(self, message: KafkaMessage) -> str:
-        source = f"kafka:{message.topic}"
-        meta = message.coordinates()
-        reason = self.refusal(message)
-        if reason is None:
-            return message_record(message.value or b"", source=source, meta=meta)
-        value_b64 = None if message.value is None else base64.b64encode(message.value).decode("ascii")
-        return dead_letter_record(
-            DeadLetter(
-                stage="parse",
-                reason=reason,
-                payload=message.value or b"",
-                source=source,
-                details={**meta, "value_b64": value_b64},
-            )
-        )
+        return message_to_record(message, self.max_message_bytes)
 
     def close(self) -> None:
         self.reader.close()
         if self.slot is not None:
             self.slot.release()
+
+
+def refusal(message: KafkaMessage, max_message_bytes: int) -> str | None:
+    """Why a message is dead-lettered before decoding (null value, oversized), if it is."""
+    if message.value is None:
+        return "empty message (null value, a tombstone)"
+    if message.size > max_message_bytes:
+        return f"oversized message: {message.size} bytes, more than kafka_max_message_bytes={max_message_bytes}"
+    return None
+
+
+def message_to_record(message: KafkaMessage, max_message_bytes: int) -> str:
+    """A Kafka message -> the record line the pipeline parses (the cycle source and the streaming one)."""
+    source = f"kafka:{message.topic}"
+    meta = message.coordinates()
+    reason = refusal(message, max_message_bytes)
+    if reason is None:
+        return message_record(message.value or b"", source=source, meta=meta)
+    value_b64 = None if message.value is None else base64.b64encode(message.value).decode("ascii")
+    return dead_letter_record(
+        DeadLetter(
+            stage="parse",
+            reason=reason,
+            payload=message.value or b"",
+            source=source,
+            details={**meta, "value_b64": value_b64},
+        )
+    )

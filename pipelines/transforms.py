@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ class PipelineConfig:
     write_batch_size: int = 200
     write_flush_interval: float | None = None  # streaming: index a partial batch after this many seconds
     dead_letter_topic: TopicTarget | None = None  # Kafka-origin dead letters also go here, original bytes
+    subscriptions_refresh_s: float | None = None  # streaming: reload subscriptions this often (cycles: per run)
 
 
 def _error_letter(stage: Stage, element: Any, exc: BaseException) -> DeadLetter:
@@ -245,23 +247,36 @@ class WriteArticles(beam.PTransform):
 
 
 class _MatchFn(_StoreDoFn):
+    def __init__(self, store: StoreConfig, refresh_s: float | None = None) -> None:
+        super().__init__(store)
+        self.refresh_s = refresh_s
+
     def setup(self) -> None:
         super().setup()
+        # Loaded per pipeline run, so subscription changes take effect from the next cycle; a streaming
+        # job, which never ends, reloads them every refresh_s seconds.
+        self._load()
+
+    def _load(self) -> None:
         assert self.store is not None
-        # Loaded per pipeline run, so subscription changes take effect from the next cycle.
         self.matcher = load_matcher(self.store)
+        self.loaded_at = time.monotonic()
+
+    def start_bundle(self) -> None:
+        if self.refresh_s is not None and time.monotonic() - self.loaded_at >= self.refresh_s:
+            self._load()
 
     def process(self, article: Article) -> Iterator[Alert]:
         yield from self.matcher.match(article)
 
 
 class MatchSubscriptions(beam.PTransform):
-    def __init__(self, store: StoreConfig) -> None:
+    def __init__(self, store: StoreConfig, refresh_s: float | None = None) -> None:
         super().__init__()
-        self.store = store
+        self.store, self.refresh_s = store, refresh_s
 
     def expand(self, articles: beam.PCollection[Article]) -> beam.PCollection[Alert]:
-        return articles | "Match" >> beam.ParDo(_MatchFn(self.store))
+        return articles | "Match" >> beam.ParDo(_MatchFn(self.store, self.refresh_s))
 
 
 def build_channels(config: ChannelConfig) -> list[AlertChannel]:
