@@ -42,9 +42,10 @@ def build(pipeline: beam.Pipeline, input_pattern: str, config: PipelineConfig) -
 def process_records(lines: beam.PCollection[str], config: PipelineConfig, dedupe_window_s: float | None = None) -> None:
     """Everything after the read, shared by the bounded cycle and the streaming job (pipelines/streaming.py).
 
-    An unbounded input needs `dedupe_window_s`: GroupByKey (in DedupeById) can only group an unbounded
-    collection per window, so copies are merged within fixed event-time windows of that length, and the
-    articles go back to the global window afterwards (copies in different windows are upserts of one id)."""
+    An unbounded input needs `dedupe_window_s`: GroupByKey (in DedupeById, and per subscription in
+    DeliverAlerts) can only group an unbounded collection per window, so copies are merged and alerts
+    gated within fixed event-time windows of that length, and the results go back to the global window
+    afterwards (copies in different windows are upserts of one id; the store remembers earlier alerts)."""
     parsed = lines | "Parse" >> ParseRecords()
     articles = parsed.articles
     if dedupe_window_s:
@@ -62,7 +63,11 @@ def process_records(lines: beam.PCollection[str], config: PipelineConfig, dedupe
     alerts = written.articles | "MatchSubscriptions" >> MatchSubscriptions(
         config.store, refresh_s=config.subscriptions_refresh_s
     )
+    if dedupe_window_s:  # DeliverAlerts groups by subscription: the same per-window grouping applies
+        alerts = alerts | "AlertWindows" >> beam.WindowInto(FixedWindows(dedupe_window_s))
     undelivered = alerts | "DeliverAlerts" >> DeliverAlerts(config.store, config.channels)
+    if dedupe_window_s:
+        undelivered = undelivered | "DeadLettersGlobalWindow" >> beam.WindowInto(GlobalWindows())
     letters = (parsed.dead_letters, enriched.dead_letters, written.dead_letters, undelivered)
     dead = letters | "AllDeadLetters" >> beam.Flatten()
     dead | "DeadLetters" >> WriteDeadLetters(config.store)

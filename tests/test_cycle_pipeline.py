@@ -19,11 +19,20 @@ from seeds import seed_path
 
 pytestmark = pytest.mark.slow
 
-TEXT = "U.S. troops began withdrawing from the base near Kirkuk in Iraq on Monday, officials said."
+# Distinct stories: the alert gate suppresses near-duplicates of one story within its realert window.
+STORIES = {
+    1: ("U.S. troops leave Kirkuk base", "U.S. troops began withdrawing from the base near Kirkuk in Iraq on Monday."),
+    2: ("Iraq asks coalition to pull out", "Baghdad formally asked the coalition to pull out its soldiers from Iraq."),
+    3: (
+        "Marines depart Anbar garrison",
+        "The last Marines withdrew from the Anbar garrison in western Iraq and Kirkuk.",
+    ),
+}
 
 
-def record(n: int, title: str = "Troops leave base") -> str:
-    return article_record(RawArticle(title=f"{title} {n}", text=TEXT, url=f"https://c.example/{n}"))
+def record(n: int) -> str:
+    title, text = STORIES[n]
+    return article_record(RawArticle(title=title, text=text, url=f"https://c.example/{n}"))
 
 
 def test_one_built_pipeline_runs_every_cycle_with_fresh_inputs_counts_and_subscriptions(tmp_path: Path) -> None:
