@@ -22,6 +22,7 @@ Prints the figures; the last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -294,6 +295,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=0, help="score only the first N passages")
     parser.add_argument("--fast", action="store_true", help="no spaCy model: gazetteer and rules only")
     parser.add_argument("--spacy-model", help="spaCy model package or path (default: en_core_web_sm)")
+    parser.add_argument(
+        "--ner-max-chars",
+        type=int,
+        default=None,
+        help="run the model on the title + the first N characters (0: whole text; default: EnrichConfig's)",
+    )
     parser.add_argument("--errors", action="store_true", help="list each passage's misses and spurious tags")
     parser.add_argument("--no-speed", action="store_true", help="skip the repeated timing runs")
     parser.add_argument("--repeat", type=int, default=2, help="timing runs (best is kept)")
@@ -308,7 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipelines.enrich import EnrichConfig, Enricher
 
     rows = load_devset(args.devset, args.limit)
-    enricher = Enricher(EnrichConfig(use_model=not args.fast, model_name=args.spacy_model))
+    config = EnrichConfig(use_model=not args.fast, model_name=args.spacy_model)
+    if args.ner_max_chars is not None:
+        config = dataclasses.replace(config, ner_max_chars=args.ner_max_chars)
+    enricher = Enricher(config)
     report, elapsed = evaluate(rows, enricher)
     summary = report.summary()
 

@@ -12,23 +12,28 @@ subscriptions; the model is loaded before timing starts. Last line: one JSON obj
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import CACHE, build_corpus, finish, peak_rss_mb, print_machine
+from benchmarks.common import CACHE, build_corpus, cpu_seconds, finish, load_average, peak_rss_mb, print_machine
 from connectors.sqlite_store import SqliteStore
 from connectors.store import StoreConfig
+from pipelines.alerting import AlertGate, load_matcher
+from pipelines.delivery import Dispatcher
 from pipelines.enrich import EnrichConfig, shared_enricher
-from pipelines.matching import SubscriptionMatcher
+from pipelines.enrich.pool import BatchEnricher, default_workers
 from pipelines.pipeline import counts, create_pipeline
 from pipelines.records import article_record, normalize, parse_record, prefer
 from pipelines.subscriptions import load_subscriptions_file
-from pipelines.transforms import ChannelConfig, PipelineConfig
-from schemas import DeadLetter, RawArticle
+from pipelines.transforms import ChannelConfig, PipelineConfig, build_channels
+from schemas import Alert, Article, DeadLetter, RawArticle
 from seeds import seed_path
 
 
@@ -56,9 +61,10 @@ def run_beam(records: Path, config: PipelineConfig) -> tuple[float, dict[str, in
 
 
 def run_loop(records: Path, config: PipelineConfig) -> tuple[float, dict[str, int]]:
-    """The same steps as the pipeline, as plain calls: what Beam's overhead is measured against."""
+    """The same steps as the pipeline, as plain calls: what Beam's overhead is measured against.
+    Parse, de-duplicate, skip stored, enrich (through the same worker pool, batches in flight while
+    earlier ones are written), upsert, match, gate and deliver the alerts per subscription."""
     started = time.perf_counter()
-    enricher = shared_enricher(config.enrich)
     figures = {"read": 0, "enriched": 0, "alerts": 0, "dead_letters": 0}
     unique: dict[str, RawArticle] = {}
     with records.open(encoding="utf-8") as lines:
@@ -70,20 +76,41 @@ def run_loop(records: Path, config: PipelineConfig) -> tuple[float, dict[str, in
             figures["read"] += 1
             article = normalize(parsed)
             unique[article.id] = prefer(unique[article.id], article) if article.id in unique else article
-    with SqliteStore(config.store.sqlite_path) as store:
-        matcher = SubscriptionMatcher(store.list_subscriptions(include_disabled=False))
+    with SqliteStore(config.store.sqlite_path) as store, BatchEnricher(config.enrich, config.enrich.workers) as batches:
+        matcher = load_matcher(store)
+        gate = AlertGate(store)
+        dispatcher = Dispatcher(build_channels(config.channels), config.channels.delivery)
+        subscriptions = {s.id: s for s in store.list_subscriptions()}
+        alerts: dict[str, list[Alert]] = defaultdict(list)
         pending = list(unique.values())
-        for start in range(0, len(pending), config.write_batch_size):
-            batch = pending[start : start + config.write_batch_size]
-            known = store.stored_hashes(a.id for a in batch)
-            batch = [a for a in batch if a.id not in known]
-            enriched = []
-            for offset in range(0, len(batch), config.enrich.batch_size):
-                enriched += enricher.enrich_batch(batch[offset : offset + config.enrich.batch_size])
+        size = config.enrich.batch_size
+
+        def fresh() -> Iterator[list[RawArticle]]:
+            for start in range(0, len(pending), size):
+                batch = pending[start : start + size]
+                known = store.stored_hashes(a.id for a in batch)
+                yield [a for a in batch if a.id not in known]
+
+        written: list[Article] = []
+        for _, outcomes in batches.map(fresh()):
+            enriched = [a for a in outcomes if isinstance(a, Article)]
             figures["enriched"] += len(enriched)
-            for article, _ in store.write_articles(enriched):
-                for alert in matcher.match(article):
-                    figures["alerts"] += store.record_alert(alert)
+            figures["dead_letters"] += len(outcomes) - len(enriched)
+            written += enriched
+            if len(written) >= config.write_batch_size:
+                for article, _ in store.write_articles(written):
+                    for alert in matcher.match(article):
+                        alerts[alert.subscription_id].append(alert)
+                written = []
+        for article, _ in store.write_articles(written):
+            for alert in matcher.match(article):
+                alerts[alert.subscription_id].append(alert)
+        for subscription_id, matched in alerts.items():
+            result = gate.admit(subscriptions[subscription_id], matched)
+            figures["alerts"] += result.counts["delivered"]
+            for alert in result.to_deliver:
+                list(dispatcher.deliver(subscriptions[subscription_id], alert))
+        dispatcher.close()
     return time.perf_counter() - started, figures
 
 
@@ -114,28 +141,46 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as beam_dir, tempfile.TemporaryDirectory() as loop_dir:
         beam_config = PipelineConfig(store=_store(Path(beam_dir)), enrich=enrich, channels=ChannelConfig(console=False))
         loop_config = PipelineConfig(store=_store(Path(loop_dir)), enrich=enrich, channels=ChannelConfig(console=False))
+        load_before = load_average()
+        cpu = cpu_seconds()
         beam_seconds, beam_counts = run_beam(records, beam_config)
+        beam_cpu, cpu = cpu_seconds() - cpu, cpu_seconds()
         print(
-            f"beam pipeline: {beam_seconds:.1f}s, {args.count / beam_seconds:.1f} articles/s "
+            f"beam pipeline: {beam_seconds:.1f}s, {args.count / beam_seconds:.1f} articles/s; "
+            f"{beam_cpu:.1f} CPU-s, {args.count / beam_cpu:.1f} articles per CPU-second "
             f"(enriched={beam_counts.get('enriched', 0)} alerts={beam_counts.get('alerts', 0)})"
         )
         loop_seconds, loop_counts = run_loop(records, loop_config)
+        loop_cpu = cpu_seconds() - cpu
         print(
-            f"plain loop:    {loop_seconds:.1f}s, {args.count / loop_seconds:.1f} articles/s "
+            f"plain loop:    {loop_seconds:.1f}s, {args.count / loop_seconds:.1f} articles/s; "
+            f"{loop_cpu:.1f} CPU-s, {args.count / loop_cpu:.1f} articles per CPU-second "
             f"(enriched={loop_counts['enriched']} alerts={loop_counts['alerts']})"
         )
+        load_after = load_average()
     if beam_counts.get("enriched") != loop_counts["enriched"]:
         print("warning: the two paths enriched different numbers of articles", file=sys.stderr)
+    workers = default_workers() if enrich.workers is None else enrich.workers
     figures = {
         "articles": args.count,
         "words_per_article": args.words,
         "mode": "fast" if args.fast else "ner",
+        "ner_max_chars": None if args.fast else enrich.ner_max_chars,
+        "enrich_workers": workers if workers > 1 else 0,
         "articles_per_s": round(args.count / beam_seconds, 1),
         "loop_articles_per_s": round(args.count / loop_seconds, 1),
         "ratio_vs_loop": round(loop_seconds / beam_seconds, 3),
+        "articles_per_cpu_s": round(args.count / beam_cpu, 1),
+        "loop_articles_per_cpu_s": round(args.count / loop_cpu, 1),
+        "cpu_ratio_vs_loop": round(loop_cpu / beam_cpu, 3),
+        "load_average": [round(load_before, 2), round(load_after, 2)],
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-    print(f"ratio beam/loop: {figures['ratio_vs_loop']:.2f}   peak RSS: {figures['peak_rss_mb']:.0f} MB")
+    print(
+        f"ratio beam/loop: {figures['ratio_vs_loop']:.2f} (in CPU time {figures['cpu_ratio_vs_loop']:.2f}); "
+        f"peak RSS {figures['peak_rss_mb']:.0f} MB; load average {load_before:.1f} -> {load_after:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
     finish(figures)
     return 0
 

@@ -119,12 +119,14 @@ class SqliteStore:
                         article.model_dump_json(),
                     ),
                 )
-                db.execute("DELETE FROM articles_fts WHERE id = ?", (article.id,))
+                if existed:  # the id column is not indexed: this DELETE scans the table, so only for updates
+                    db.execute("DELETE FROM articles_fts WHERE id = ?", (article.id,))
                 db.execute(
                     "INSERT INTO articles_fts (id, title, text) VALUES (?, ?, ?)",
                     (article.id, article.title, article.text),
                 )
-                db.execute("DELETE FROM article_tags WHERE article_id = ?", (article.id,))
+                if existed:
+                    db.execute("DELETE FROM article_tags WHERE article_id = ?", (article.id,))
                 tags = {("topic", t.id) for t in article.topics} | {("country", c) for c in article.countries}
                 db.executemany(
                     "INSERT INTO article_tags (article_id, kind, value) VALUES (?, ?, ?)",

@@ -128,7 +128,10 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
     return PipelineConfig(
         store=store_config(settings),
         enrich=EnrichConfig(
-            use_model=not settings.fast, model_name=settings.spacy_model, ner_max_chars=settings.ner_max_chars
+            use_model=not settings.fast,
+            model_name=settings.spacy_model,
+            ner_max_chars=settings.ner_max_chars,
+            workers=settings.enrich_workers,
         ),
         channels=ChannelConfig(
             console=settings.console_alerts,

@@ -5,20 +5,22 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.utils.windowed_value import WindowedValue
 
 from connectors.alert_channels import AlertChannel, ConsoleChannel, JsonlFileChannel
 from connectors.kafka import KafkaAlertChannel, KafkaPublisher, TopicTarget, dead_letter_message
 from connectors.store import ArticleStore, RejectedDocument, StoreConfig, open_store
 from pipelines.alerting import AlertGate, load_matcher
 from pipelines.delivery import DeliveryConfig, Dispatcher
-from pipelines.enrich import EnrichConfig, enrichment_version, shared_enricher
+from pipelines.enrich import EnrichConfig, enrichment_version
+from pipelines.enrich.pool import BatchEnricher, EnrichFailure
 from pipelines.records import normalize, parse_record, prefer
 from schemas import Alert, Article, DeadLetter, RawArticle, Stage, content_hash
 
@@ -160,28 +162,53 @@ class SkipUnchanged(beam.PTransform):
 
 
 class _EnrichFn(beam.DoFn):
+    """Batches go to the enrichment worker processes (pipelines/enrich/pool.py) as they arrive and
+    come back in order, a few batches later or in finish_bundle, each in its own window."""
+
     def __init__(self, config: EnrichConfig) -> None:
         self.config = config
+        self.batches: BatchEnricher | None = None
 
     def setup(self) -> None:
-        self.enricher = shared_enricher(self.config)
+        self.batches = BatchEnricher(self.config, self.config.workers)
 
-    def process(self, batch: list[RawArticle]) -> Iterator[Any]:
-        try:
-            enriched = self.enricher.enrich_batch(batch)
-        except Exception:  # one bad article must not sink its batch: retry one by one
-            log.warning("enrichment of a batch of %d failed; retrying article by article", len(batch))
-            for raw in batch:
-                try:
-                    article = self.enricher.enrich(raw)
-                except Exception as exc:
-                    yield TaggedOutput(DEAD, _error_letter("enrich", raw, exc))
-                else:
-                    counter("enriched").inc()
-                    yield article
-            return
-        counter("enriched").inc(len(enriched))
-        yield from enriched
+    def process(
+        self, batch: list[RawArticle], window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
+    ) -> Iterator[Any]:
+        assert self.batches is not None
+        self.batches.submit(batch, (window, timestamp))
+        for tag, raws, outcomes in self.batches.ready():
+            yield from _enrich_outputs(tag, raws, outcomes)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        assert self.batches is not None
+        for tag, raws, outcomes in self.batches.drain():
+            yield from _enrich_outputs(tag, raws, outcomes)
+
+    def teardown(self) -> None:
+        if self.batches is not None:
+            self.batches.close()
+            self.batches = None
+
+
+def _enrich_outputs(tag: tuple[Any, Any], raws: Sequence[RawArticle], outcomes: Sequence[Any]) -> Iterator[Any]:
+    window, timestamp = tag
+    enriched = 0
+    for raw, outcome in zip(raws, outcomes, strict=True):
+        if isinstance(outcome, EnrichFailure):
+            letter = DeadLetter(
+                stage="enrich",
+                reason=outcome.reason,
+                payload=raw.model_dump_json(),
+                source=raw.source or "",
+                details={"article_id": raw.id},
+            )
+            yield TaggedOutput(DEAD, WindowedValue(letter, timestamp, (window,)))
+        else:
+            enriched += 1
+            yield WindowedValue(outcome, timestamp, (window,))
+    if enriched:
+        counter("enriched").inc(enriched)
 
 
 class Enrich(beam.PTransform):

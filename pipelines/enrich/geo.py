@@ -82,6 +82,8 @@ _STRONG_AFTER = re.compile(
 )
 
 
+_LETTER_RUN = re.compile(r"[A-Za-z]+")
+_NOT_HEADS = frozenset(("led", "backed", "based", "allied", "aligned", "funded", "made", "born", "s"))
 _LANDFORM = r"\b(?:Peninsula|Sea|Gulf|Strait|Straits|Mountains|Valley|Heights|Basin|Desert|Delta|Coast|Ocean)\b"
 
 
@@ -121,11 +123,34 @@ class Context:
     people: frozenset[str] = frozenset()  # words of multi-word PERSON names ("Soleimani", "Jordan")
 
 
+# The last word (its last hyphenated part) of every phrase _STRONG_BEFORE and _WEAK_BEFORE end with:
+# unless the text before a name ends with one of these and a space, neither pattern can match there.
+_LOCATIVE_LAST_WORDS = frozenset(
+    """of the in near outside around across into toward towards town city village region province northern
+    southern eastern western central northeastern northwestern southeastern southwestern north south east west
+    restive embattled besieged frontline line capital coastal border held""".split()
+)
+
+
 def locative(text: str, start: int, end: int) -> str:
     """'strong' ("near the town of X", "X province"), 'weak' ("in X") or '' for the name text[start:end]."""
-    before = text[max(0, start - 60) : start]
-    after = text[end : end + 40]
-    if _STRONG_BEFORE.search(before) or _STRONG_AFTER.match(after):
+    low = max(0, start - 60)
+    if _STRONG_AFTER.match(text[end : end + 40]):
+        return "strong"
+    # The patterns before the name are searched (anchored at the end) only when the word before it
+    # could end one of them: searching a 60-character window for an end-anchored pattern is slow.
+    space = start
+    while space > low and text[space - 1].isspace():
+        space -= 1
+    if space == start:
+        return ""
+    word = space
+    while word > low and text[word - 1].isalpha():
+        word -= 1
+    if text[word:space].casefold() not in _LOCATIVE_LAST_WORDS:
+        return ""
+    before = text[low:start]
+    if _STRONG_BEFORE.search(before):
         return "strong"
     if _WEAK_BEFORE.search(before):
         return "weak"
@@ -190,14 +215,12 @@ _MODIFIED_NOUNS = _ACTING_NOUNS | frozenset(
 
 def _head_noun(text: str, end: int) -> str:
     """The word a modifier qualifies: 'U.S.-led coalition' -> coalition, 'Iranian Gen.' -> gen."""
-    words = re.findall(r"[A-Za-z]+", text[end : end + 60])
-    for word in words[:3]:
-        lower = word.lower()
-        if lower in ("led", "backed", "based", "allied", "aligned", "funded", "made", "born", "s"):
-            continue
-        if lower in ("special", "armed", "security", "military", "foreign", "defense", "defence"):
+    for position, word in enumerate(_LETTER_RUN.finditer(text, end, end + 60)):
+        if position == 3:
+            break
+        lower = word.group().lower()
+        if lower not in _NOT_HEADS:
             return lower
-        return lower
     return ""
 
 

@@ -12,12 +12,14 @@ _ABBREVIATIONS = frozenset(
     "rev fr prof r-s.c d-n.y r-fla r-texas d-calif".split()
 )
 _BOUNDARY = re.compile(r"[.!?][\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9])|\n\s*\n")
-_WORD_BEFORE = re.compile(r"([A-Za-z.\-]+)[.!?]?[\"'”’)\]]*$")
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Sentence:
+    """A sentence of an article: offsets into the article text, its stripped text, its position.
+    (Slotted, not frozen: articles have dozens of sentences and a frozen dataclass is slow to build.)"""
+
     start: int
     end: int
     text: str
@@ -26,29 +28,40 @@ class Sentence:
 
 def split_sentences(text: str) -> list[Sentence]:
     """Sentence spans over `text` (offsets are into `text`); paragraph breaks always split."""
-    spans: list[tuple[int, int]] = []
+    sentences: list[Sentence] = []
     start = 0
     for match in _BOUNDARY.finditer(text):
-        if match.group().strip() and not _ends_sentence(text[max(start, match.start() - 40) : match.start() + 1]):
+        at = match.start()
+        punctuation = text[at] != "\n"
+        if punctuation and not _ends_sentence_at(text, max(start, at - 40), at):
             continue
-        spans.append((start, match.start() + (1 if match.group().strip() else 0)))
+        _add_sentence(sentences, text, start, at + 1 if punctuation else at)
         start = match.end()
-    spans.append((start, len(text)))
-    sentences: list[Sentence] = []
-    for begin, end in spans:
-        chunk = text[begin:end]
-        stripped = chunk.strip()
-        if stripped:
-            offset = begin + chunk.index(stripped[0])
-            sentences.append(Sentence(offset, offset + len(stripped), stripped, len(sentences)))
+    _add_sentence(sentences, text, start, len(text))
     return sentences
 
 
-def _ends_sentence(before: str) -> bool:
-    match = _WORD_BEFORE.search(before)
-    if not match:
+def _add_sentence(sentences: list[Sentence], text: str, begin: int, end: int) -> None:
+    chunk = text[begin:end]
+    stripped = chunk.strip()
+    if stripped:
+        offset = begin + chunk.index(stripped[0])
+        sentences.append(Sentence(offset, offset + len(stripped), stripped, len(sentences)))
+
+
+_WORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz.-")
+
+
+def _ends_sentence_at(text: str, low: int, at: int) -> bool:
+    """Whether the punctuation at text[at] ends a sentence, judging by the word it closes (no further
+    back than `low`): not after an abbreviation ("Gen.", "U.S.") or an initial ("John F. Kennedy")."""
+    end = at + 1 if text[at] == "." else at  # the word run takes a final period with it
+    begin = end
+    while begin > low and text[begin - 1] in _WORD_CHARS:
+        begin -= 1
+    if begin == end:
         return True
-    word = match.group(1).lower().rstrip(".")
+    word = text[begin:end].lower().rstrip(".")
     if word in _ABBREVIATIONS:
         return False
     return not (len(word) == 1 and word.isalpha())  # an initial, as in "John F. Kennedy"

@@ -17,19 +17,20 @@ Two passes, so the expensive one runs rarely:
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 import ahocorasick
 import yaml
 
-from pipelines.enrich.text import Sentence, inflections, token_spans, tokens
+from pipelines.enrich.text import _TOKEN, Sentence, inflections, token_spans, tokens
 from schemas import TopicTag
 
 Role = Literal["strong", "weak", "cue", "exclude"]
@@ -55,7 +56,7 @@ _DENIALS = frozenset("deny denies denied denying dismissed refuted".split())
 _NEGATION_PHRASES = (("no", "plans"), ("rule", "out"), ("rules", "out"), ("ruled", "out"), ("ruling", "out"))
 # Words that place an event in the past ("the 1983 bombing", "marks the anniversary of the bombing").
 _HISTORY = frozenset("anniversary anniversaries commemorate commemorates commemorated commemoration memorial".split())
-_YEAR = re.compile(r"^(1[89]\d\d|20\d\d)$")
+_NON_TOKEN = re.compile(r"[^A-Za-z0-9]+")
 _PAST_PHRASES = ("last year", "years ago", "year ago", "months ago", "decades ago", "in the past")
 
 # Dependency relations through which a theme can attach to its trigger.
@@ -79,22 +80,60 @@ class Topic:
     link: bool = True  # cue frames need a syntactic link when the sentence is parsed
 
 
-@dataclass(frozen=True)
-class TermHit:
+class TermHit(NamedTuple):
     token: int  # index of the first word token of the match in its sentence
     length: int  # number of word tokens
 
 
-@dataclass
 class SentenceHits:
-    """What one topic's terms matched in one sentence."""
+    """What one topic's terms matched in one sentence (a slotted class: built for every hit)."""
 
-    strong: list[TermHit] = field(default_factory=list)
-    weak: list[TermHit] = field(default_factory=list)
-    excluded: bool = False
-    cue_groups: dict[int, list[TermHit]] = field(default_factory=lambda: defaultdict(list))
-    pairs: list[tuple[TermHit, TermHit]] = field(default_factory=list)  # (trigger, theme) within window
-    tight: bool = False  # a pair reads as a plain phrase ("pull out its soldiers"): no parse needed
+    __slots__ = ("cue_groups", "excluded", "pairs", "strong", "tight", "weak")
+
+    def __init__(self) -> None:
+        self.strong: list[TermHit] = []
+        self.weak: list[TermHit] = []
+        self.excluded = False
+        self.cue_groups: dict[int, list[TermHit]] = {}
+        self.pairs: list[tuple[TermHit, TermHit]] = []  # (trigger, theme) within window
+        self.tight = False  # a pair reads as a plain phrase ("pull out its soldiers"): no parse needed
+
+
+T = TypeVar("T")
+
+
+class _PerSentence(Sequence[T]):
+    """A per-sentence list computed on first access: most sentences of an article match no topic
+    term, and their word lists, cased tokens and spans are never looked at."""
+
+    def __init__(self, size: int, make: Callable[[int], T]) -> None:
+        self._size = size
+        self._make = make
+        self._cache: dict[int, T] = {}
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._size))]
+        if index < 0:
+            index += self._size
+        if not 0 <= index < self._size:
+            raise IndexError(index)
+        found = self._cache.get(index, _MISSING)
+        if found is _MISSING:
+            found = self._cache[index] = self._make(index)
+        return found
+
+
+_MISSING: Any = object()
 
 
 @dataclass
@@ -103,11 +142,12 @@ class ArticleScan:
 
     sentences: Sequence[Sentence]
     title_sentences: int
-    words: list[list[str]]
-    spans: list[list[tuple[int, int]]]
+    words: Sequence[list[str]]  # lower-case word tokens per sentence
+    spans: Sequence[list[tuple[int, int]]]  # their character spans in the sentence text
     hits: dict[str, dict[int, SentenceHits]]
     settled: frozenset[str] = frozenset()  # topics whose strong phrases alone reach a confident score
     linked: frozenset[str] = frozenset()  # topics whose cue frames need a syntactic link
+    cased: Sequence[list[str]] | None = None  # the word tokens as written (capitalisation), per sentence
 
     def to_parse(self) -> list[int]:
         """Sentences whose evidence depends on a cue frame that only a parse can confirm (and would
@@ -180,47 +220,96 @@ class TopicMatcher:
                         for key in _keys(term):
                             entries[key].append((topic.id, "cue", c * 100 + g))
         for key, values in entries.items():
-            self._automaton.add_word(key, (key, tuple(dict.fromkeys(values))))
+            unique = tuple(dict.fromkeys(values))
+            # Anchors (strong and weak phrases, cue triggers) make a sentence count for a topic;
+            # dependents (cue themes, exclusions) only matter where an anchor of the same topic is.
+            anchors = tuple(v for v in unique if v[1] in ("strong", "weak") or (v[1] == "cue" and v[2] % 100 == 0))
+            dependents = tuple(v for v in unique if v not in anchors)
+            # (key, anchors, dependents, words in the key): what each match needs, computed once here
+            self._automaton.add_word(key, (key, anchors, dependents, key.strip().count(" ") + 1))
         self._automaton.make_automaton()
+        self._linked = frozenset(t.id for t in topics if t.link and t.cues)
 
     # --- pass 1 ---
 
     def scan(self, sentences: Sequence[Sentence], title_sentences: int = 1) -> ArticleScan:
-        spans = [token_spans(s.text) for s in sentences]
-        words = [[s.text[a:b].lower() for a, b in sent] for s, sent in zip(sentences, spans, strict=True)]
-        hits: dict[str, dict[int, SentenceHits]] = defaultdict(lambda: defaultdict(SentenceHits))
-        for index, sentence_words in enumerate(words):
-            joined = " " + " ".join(sentence_words) + " "
-            starts = _word_starts(sentence_words)
-            for end, (key, values) in self._automaton.iter(joined):
-                begin = end - len(key) + 1
-                hit = TermHit(starts.get(begin + 1, 0), key.strip().count(" ") + 1)
-                for topic_id, role, group in values:
-                    found = hits[topic_id][index]
-                    if role == "strong":
-                        found.strong.append(hit)
-                    elif role == "weak":
-                        found.weak.append(hit)
-                    elif role == "exclude":
-                        found.excluded = True
-                    else:
-                        found.cue_groups[group].append(hit)
-        settled: set[str] = set()
+        """One automaton pass over the word tokens of the whole article (sentence by sentence, as
+        " w w w " segments that no term can cross), then the cue frames of each topic."""
         title_sentences = max(1, title_sentences)
+        if not sentences:
+            return ArticleScan(sentences, title_sentences, [], [], {}, frozenset(), self._linked, [])
+        # " w w w " per sentence (the words of `tokens`), one string for the article, "\n" between sentences
+        joined = " " + " \n ".join(_NON_TOKEN.sub(" ", s.text).strip() for s in sentences).lower() + " "
+        segments = joined.split("\n")
+        words: _PerSentence[list[str]] = _PerSentence(len(segments), lambda i: segments[i].split())
+        cased: _PerSentence[list[str]] = _PerSentence(len(sentences), lambda i: _TOKEN.findall(sentences[i].text))
+        starts = list(itertools.accumulate((len(segment) + 1 for segment in segments[:-1]), initial=0))
+        hits: dict[str, dict[int, SentenceHits]] = {}
+        later: list[tuple[int, TermHit, tuple[tuple[str, Role, int], ...]]] = []
+        sentence, next_start, start = -1, 0, 0
+        for end, (key, anchors, dependents, length) in self._automaton.iter(joined):
+            begin = end - len(key) + 1  # the space before the first word
+            if begin >= next_start:
+                sentence = bisect.bisect_right(starts, begin) - 1
+                start = starts[sentence]
+                next_start = starts[sentence + 1] if sentence + 1 < len(starts) else len(joined)
+            hit = TermHit(joined.count(" ", start, begin + 1) - 1, length)
+            if dependents:
+                later.append((sentence, hit, dependents))
+            for topic_id, role, group in anchors:
+                per_sentence = hits.get(topic_id)
+                if per_sentence is None:
+                    per_sentence = hits[topic_id] = {}
+                found = per_sentence.get(sentence)
+                if found is None:
+                    found = per_sentence[sentence] = SentenceHits()
+                if role == "cue":
+                    cue = found.cue_groups.get(group)
+                    if cue is None:
+                        found.cue_groups[group] = [hit]
+                    else:
+                        cue.append(hit)
+                elif role == "strong":
+                    found.strong.append(hit)
+                else:
+                    found.weak.append(hit)
+        for sentence, hit, dependents in later:  # themes and exclusions, where their topic has an anchor
+            for topic_id, role, group in dependents:
+                per_sentence = hits.get(topic_id)
+                found = per_sentence.get(sentence) if per_sentence is not None else None
+                if found is None:
+                    continue
+                if role == "exclude":
+                    found.excluded = True
+                else:
+                    cue = found.cue_groups.get(group)
+                    if cue is None:
+                        found.cue_groups[group] = [hit]
+                    else:
+                        cue.append(hit)
+        settled: set[str] = set()
         for topic_id, per_sentence in hits.items():
             topic = self.topics[topic_id]
             strong = 0.0
             for index, found in per_sentence.items():
-                found.pairs = _pairs(topic, found)
-                found.tight = any(
-                    _tight(sentences[index].text, spans[index], words[index], t, th) for t, th in found.pairs
-                )
+                if found.cue_groups:
+                    found.pairs = _pairs(topic, found)
+                    if found.pairs:
+                        found.tight = any(_tight(cased[index], words[index], t, th) for t, th in found.pairs)
                 if found.strong and not found.excluded and not all(_discounted(words[index], h) for h in found.strong):
                     strong += STRONG_WEIGHT * _position_factor(index, title_sentences)
             if 1.0 - math.exp(-strong) >= max(SETTLED_SCORE, topic.min_score):
                 settled.add(topic_id)
-        linked = frozenset(t.id for t in self.topics.values() if t.link and t.cues)
-        return ArticleScan(sentences, title_sentences, words, spans, hits, frozenset(settled), linked)
+        return ArticleScan(
+            sentences,
+            title_sentences,
+            words,
+            _PerSentence(len(sentences), lambda i: token_spans(sentences[i].text)),
+            hits,
+            frozenset(settled),
+            self._linked,
+            cased,
+        )
 
     # --- pass 2 ---
 
@@ -278,8 +367,8 @@ class TopicMatcher:
         candidates += [(STRONG_WEIGHT, hit) for hit in found.strong]
         if found.pairs:
             if found.tight and topic.link:
-                sentence, spans = scan.sentences[index].text, scan.spans[index]
-                tight = [t for t, th in found.pairs if _tight(sentence, spans, words, t, th)]
+                cased = scan.cased[index] if scan.cased is not None else _TOKEN.findall(scan.sentences[index].text)
+                tight = [t for t, th in found.pairs if _tight(cased, words, t, th)]
                 candidates += [(CUE_WEIGHT, trigger) for trigger in tight]
             elif doc is not None and topic.link:
                 spans = scan.spans[index]
@@ -314,27 +403,20 @@ def _discounted(words: Sequence[str], hit: TermHit) -> bool:
     return _negated(words, hit) or _historical(words, hit)
 
 
-def _word_starts(words: Sequence[str]) -> dict[int, int]:
-    """Char offset of each word in the " w w w " string -> word index."""
-    starts: dict[int, int] = {}
-    offset = 1
-    for index, word in enumerate(words):
-        starts[offset] = index
-        offset += len(word) + 1
-    return starts
-
-
 def _pairs(topic: Topic, found: SentenceHits) -> list[tuple[TermHit, TermHit]]:
     """(trigger, theme) pairs of any cue frame whose groups all occur within the window."""
     pairs: list[tuple[TermHit, TermHit]] = []
-    for c, cue in enumerate(topic.cues):
-        groups = [found.cue_groups.get(c * 100 + g, []) for g in range(len(cue))]
+    cue_groups = found.cue_groups
+    for c in sorted({g // 100 for g in cue_groups if g % 100 == 0}):  # frames whose trigger group matched
+        cue = topic.cues[c]
+        groups = [cue_groups.get(c * 100 + g) for g in range(len(cue))]
         if not all(groups):
             continue
-        for trigger in groups[0]:
+        triggers, others = groups[0], groups[1:]
+        for trigger in triggers:  # type: ignore[union-attr]
             close = [
-                [h for h in group if _gap(trigger, h) <= topic.window and not _overlap(trigger, h)]
-                for group in groups[1:]
+                [h for h in group if _gap(trigger, h) <= topic.window and not _overlap(trigger, h)]  # type: ignore[union-attr]
+                for group in others
             ]
             if all(close):
                 pairs.append((trigger, min(close[0], key=lambda h: _gap(trigger, h))))
@@ -357,15 +439,13 @@ _RESULTS = frozenset("dead injured wounded homeless stranded".split())
 _NOMINAL_ENDINGS = ("ion", "al", "ure", "ment", "out", "down")
 
 
-def _tight(
-    sentence: str, spans: Sequence[tuple[int, int]], words: Sequence[str], trigger: TermHit, theme: TermHit
-) -> bool:
+def _tight(cased: Sequence[str], words: Sequence[str], trigger: TermHit, theme: TermHit) -> bool:
     """A trigger and theme that read as one plain phrase, the way a dependency parse would link them:
     "pull out its soldiers", "withdrawal of 2,000 U.S. troops" (object), "troops will leave" (subject).
-    Anything looser is left to the parser."""
+    Anything looser is left to the parser. `cased` holds the sentence's tokens as written."""
 
     def capitalised(i: int) -> bool:
-        return sentence[spans[i][0]].isupper()
+        return cased[i][0].isupper()
 
     theme_end = theme.token + theme.length
     if theme.token > 0 and capitalised(theme.token):
@@ -398,27 +478,34 @@ def _overlap(a: TermHit, b: TermHit) -> bool:
 
 def _negated(words: Sequence[str], hit: TermHit) -> bool:
     before = words[max(0, hit.token - NEGATION_WINDOW) : hit.token]
-    if any(w in _NEGATORS for w in before):
+    if not _NEGATORS.isdisjoint(before):
         return True
-    if any(w in _DENIALS for w in words[max(0, hit.token - DENIAL_WINDOW) : hit.token]):
+    if not _DENIALS.isdisjoint(words[max(0, hit.token - DENIAL_WINDOW) : hit.token]):
         return True
+    if "plans" not in before and "out" not in before:  # the last words of every negation phrase
+        return False
     pairs = set(itertools.pairwise(before))
     return any(p in pairs for p in _NEGATION_PHRASES)
 
 
+def _is_year(word: str) -> bool:
+    """1800-2099 ("the 1983 bombing"); tokens are ASCII letters and digits."""
+    return len(word) == 4 and word[:2] in ("18", "19", "20") and word.isdigit()
+
+
 def _historical(words: Sequence[str], hit: TermHit) -> bool:
     near = words[max(0, hit.token - HISTORY_WINDOW) : hit.token + hit.length + HISTORY_WINDOW]
-    if any(_YEAR.match(w) for w in near):
+    if any(_is_year(w) for w in near):
         return True
     following = words[hit.token + hit.length : hit.token + hit.length + 2 * HISTORY_WINDOW]
-    if any(w == "since" and _YEAR.match(n) for w, n in itertools.pairwise(following)):
+    if "since" in following and any(w == "since" and _is_year(n) for w, n in itertools.pairwise(following)):
         return True  # "has been fighting the rebels since 2015": a long war, not today's news
     after = " ".join(words[hit.token + hit.length : hit.token + hit.length + HISTORY_WINDOW])
     if any(phrase in after for phrase in _PAST_PHRASES):
         return True  # "seized power last year", "signed two years ago"
     if "since" in words[max(0, hit.token - NEGATION_WINDOW) : hit.token]:
         return True  # "since the Taliban took power": a state of affairs, not the news
-    return any(w in _HISTORY for w in words[: hit.token])
+    return not _HISTORY.isdisjoint(words[: hit.token])
 
 
 # --- syntactic links (spaCy Doc of one sentence) ---
