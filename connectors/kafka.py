@@ -359,14 +359,16 @@ class KafkaReader:
         if not assigned:
             return read
         consumer.resume(*assigned)
+        # Bounded: without a timeout, kafka-python waits for a lost group coordinator forever.
+        timeout_ms = int(self.limits.join_timeout_s * 1000)
         for tp in sorted(assigned):
-            committed = consumer.committed(tp)
+            committed = consumer.committed(tp, timeout_ms=timeout_ms)
             read.start[tp] = committed if committed is not None else -1
-        read.end = {tp: int(o) for tp, o in consumer.end_offsets(sorted(assigned)).items()}
+        read.end = {tp: int(o) for tp, o in consumer.end_offsets(sorted(assigned), timeout_ms=timeout_ms).items()}
         missing = [tp for tp, o in read.start.items() if o < 0]
         if missing:
             reset = (
-                consumer.beginning_offsets(missing)
+                consumer.beginning_offsets(missing, timeout_ms=timeout_ms)
                 if self.auto_offset_reset == "earliest"
                 else {tp: read.end[tp] for tp in missing}
             )
@@ -427,7 +429,10 @@ class KafkaReader:
             skipped = set(read.next) - set(offsets)
             try:
                 if offsets:
-                    consumer.commit({tp: OffsetAndMetadata(n, "", -1) for tp, n in offsets.items()})
+                    consumer.commit(
+                        {tp: OffsetAndMetadata(n, "", -1) for tp, n in offsets.items()},
+                        timeout_ms=int(min(30.0, self.limits.join_timeout_s) * 1000),
+                    )
                 ends = consumer.end_offsets(sorted(offsets)) if offsets else {}
             except KafkaError as exc:
                 raise KafkaUnavailable(f"commit for group {self.group_id}: {type(exc).__name__}: {exc}") from exc
@@ -642,12 +647,19 @@ class KafkaAlertChannel:
     def __init__(self, target: TopicTarget, timeout_s: float = 30.0) -> None:
         self.target, self.timeout_s = target, timeout_s
         self._producer: KafkaProducer | None = None
+        self._unreachable: str | None = None
 
     def deliver(self, alert: Alert) -> None:
+        if self._unreachable is not None:  # each alert would wait for the brokers again: fail fast until closed
+            raise DeliveryError(f"topic {self.target.topic}: {self._unreachable} (not retried until the next cycle)")
         try:
             if self._producer is None:
-                # No linger: each send is waited for at once, so batching would only delay every alert.
-                self._producer = self.target.clients.producer(linger_ms=0)
+                try:
+                    # No linger: each send is waited for at once, so batching would only delay every alert.
+                    self._producer = self.target.clients.producer(linger_ms=0)
+                except KafkaUnavailable as exc:
+                    self._unreachable = f"{type(exc).__name__}: {exc}"
+                    raise
             future = self._producer.send(
                 self.target.topic,
                 key=alert.subscription_id.encode("utf-8"),
@@ -659,6 +671,7 @@ class KafkaAlertChannel:
             raise DeliveryError(f"topic {self.target.topic}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
+        self._unreachable = None
         if self._producer is not None:
             try:
                 self._producer.close(timeout=10)
@@ -687,7 +700,7 @@ def committed_offsets(clients: KafkaClientFactory, group_id: str, topic: str) ->
     consumer = clients.consumer(group_id=group_id, enable_auto_commit=False)
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        return {p: consumer.committed(TopicPartition(topic, p)) for p in partitions}
+        return {p: consumer.committed(TopicPartition(topic, p), timeout_ms=30_000) for p in partitions}
     finally:
         consumer.close(autocommit=False)
 

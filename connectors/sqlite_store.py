@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS articles (
     published TEXT,
     source TEXT,
     updated_at TEXT NOT NULL,
-    doc TEXT NOT NULL
+    doc TEXT NOT NULL,
+    fts_rowid INTEGER
 );
 CREATE INDEX IF NOT EXISTS articles_published ON articles(published);
 CREATE VIRTUAL TABLE IF NOT EXISTS articles_fts USING fts5(
@@ -66,17 +67,42 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "status" not in columns:
         db.execute("ALTER TABLE alerts ADD COLUMN status TEXT NOT NULL DEFAULT 'delivered'")
     db.execute("CREATE INDEX IF NOT EXISTS alerts_by_status ON alerts(status, subscription_id, created_at)")
+    _link_full_text_rows(db)
+    # Replacing an article's tags looks them up by article: without this index, a scan of every tag.
+    db.execute("CREATE INDEX IF NOT EXISTS article_tags_by_article ON article_tags(article_id)")
+
+
+def _link_full_text_rows(db: sqlite3.Connection) -> None:
+    """Stores created before articles knew their full-text row get `fts_rowid`, filled in one pass. (FTS5 finds
+    rows only by rowid or MATCH: deleting an article's old row by its id scanned the whole index, so every
+    write slowed down as the store grew.)"""
+    if "fts_rowid" in {row[1] for row in db.execute("PRAGMA table_info(articles)")}:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if "fts_rowid" not in {row[1] for row in db.execute("PRAGMA table_info(articles)")}:  # another process?
+            db.execute("ALTER TABLE articles ADD COLUMN fts_rowid INTEGER")
+            db.execute("CREATE TEMP TABLE fts_rows AS SELECT id, rowid AS fts_rowid FROM articles_fts")
+            db.execute("CREATE INDEX temp.fts_rows_by_id ON fts_rows(id)")
+            db.execute(
+                "UPDATE articles SET fts_rowid = (SELECT f.fts_rowid FROM temp.fts_rows f WHERE f.id = articles.id)"
+            )
+            db.execute("DROP TABLE temp.fts_rows")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 class SqliteStore:
     """ArticleStore on SQLite. Safe to open from several threads or processes (WAL, busy timeout)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
@@ -103,7 +129,7 @@ class SqliteStore:
         results: list[tuple[Article, WriteOutcome | RejectedDocument]] = []
         with self._transaction() as db:
             for article in articles:
-                existed = db.execute("SELECT 1 FROM articles WHERE id = ?", (article.id,)).fetchone()
+                existed = db.execute("SELECT fts_rowid FROM articles WHERE id = ?", (article.id,)).fetchone()
                 db.execute(
                     "INSERT INTO articles (id, content_hash, enrichment_version, published, source, updated_at, doc)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET content_hash=excluded.content_hash,"
@@ -119,14 +145,14 @@ class SqliteStore:
                         article.model_dump_json(),
                     ),
                 )
-                if existed:  # the id column is not indexed: this DELETE scans the table, so only for updates
-                    db.execute("DELETE FROM articles_fts WHERE id = ?", (article.id,))
-                db.execute(
+                if existed and existed[0] is not None:
+                    db.execute("DELETE FROM articles_fts WHERE rowid = ?", (existed[0],))
+                row = db.execute(
                     "INSERT INTO articles_fts (id, title, text) VALUES (?, ?, ?)",
                     (article.id, article.title, article.text),
-                )
-                if existed:
-                    db.execute("DELETE FROM article_tags WHERE article_id = ?", (article.id,))
+                ).lastrowid
+                db.execute("UPDATE articles SET fts_rowid = ? WHERE id = ?", (row, article.id))
+                db.execute("DELETE FROM article_tags WHERE article_id = ?", (article.id,))
                 tags = {("topic", t.id) for t in article.topics} | {("country", c) for c in article.countries}
                 db.executemany(
                     "INSERT INTO article_tags (article_id, kind, value) VALUES (?, ?, ?)",

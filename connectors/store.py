@@ -116,6 +116,7 @@ class StoreConfig:
 
     kind: Literal["sqlite", "elasticsearch"] = "sqlite"
     sqlite_path: str = ".newswatch/newswatch.db"
+    sqlite_busy_timeout: float = 30.0  # seconds a write waits for another process's lock before failing the cycle
     elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
 
 
@@ -123,7 +124,7 @@ def open_store(config: StoreConfig) -> ArticleStore:
     if config.kind == "sqlite":
         from connectors.sqlite_store import SqliteStore
 
-        return SqliteStore(config.sqlite_path)
+        return SqliteStore(config.sqlite_path, busy_timeout=config.sqlite_busy_timeout)
     if config.kind == "elasticsearch":
         from connectors.elasticsearch import ElasticsearchStore
 

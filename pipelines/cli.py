@@ -93,7 +93,7 @@ def _short(text: str, width: int) -> str:
 
 
 def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
-    from pipelines.job import CycleFailed, CycleRunner, build_sources, run_forever
+    from pipelines.job import CycleFailed, CycleRunner, build_sources, one_line, run_forever
 
     settings = _settings(
         args,
@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
             try:
                 summary = runner.run_cycle(force=True)
             except CycleFailed as exc:
-                log.error("cycle failed: %s; nothing was committed", exc)
+                log.error("cycle failed: %s; nothing was committed", one_line(exc))
                 return EXIT_ERROR
             log.info("%s", summary.line())
             return EXIT_DEAD_LETTERS if args.strict and summary.counts["dead_letters"] else EXIT_OK
@@ -487,10 +487,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args, extra))
     except SettingsError as exc:
-        print(f"newswatch: {exc}", file=sys.stderr)
+        print(f"newswatch: {logs.redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except StoreUnavailable as exc:
-        print(f"newswatch: store unavailable: {exc}", file=sys.stderr)
+        print(f"newswatch: store unavailable: {logs.redact(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("newswatch: interrupted", file=sys.stderr)

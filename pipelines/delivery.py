@@ -19,6 +19,7 @@ from connectors.email_channel import EmailChannel, SmtpConfig
 from connectors.kafka import KafkaConnection
 from connectors.topic_channel import KafkaTopicChannel, Producer, ProducerFactory, kafka_producer_factory
 from connectors.webhook import Resolver, WebhookChannel, WebhookPolicy, default_resolver, redact_url, webhook_session
+from pipelines import logs
 from pipelines.settings import Settings
 from pipelines.stores import kafka_connection
 from schemas import (
@@ -106,6 +107,7 @@ class Dispatcher:
     def _build(self, target: Target) -> AlertChannel:
         extra: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
         if isinstance(target, WebhookTarget):
+            logs.add_secrets(target.secret.get_secret_value() if target.secret else None)
             return WebhookChannel(
                 target.url,
                 target.secret,

@@ -146,7 +146,10 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
 
 
 def allowed_feed_dirs(settings: Settings) -> list[Path]:
-    return [SEEDS_DIR, Path.cwd(), *(Path(d) for d in settings.feed_dirs)]
+    """seeds/, the working directory (unless it is the filesystem root, where services often start: that
+    would allow every file) and NEWSWATCH_FEED_DIRS."""
+    cwd = Path.cwd()
+    return [SEEDS_DIR, *([cwd] if cwd != Path(cwd.anchor) else []), *(Path(d) for d in settings.feed_dirs)]
 
 
 def build_sources(settings: Settings) -> list[Source]:
@@ -232,8 +235,8 @@ class CycleRunner:
             if report.dead_letters:
                 store.write_dead_letters(report.dead_letters)
             return report
-        except StoreUnavailable as exc:
-            log.error("releasing pending alerts failed: %s; they stay pending", exc)
+        except Exception as exc:  # after the commit: a failure here must not stop the job (they stay pending)
+            log.error("releasing pending alerts failed: %s; they stay pending", one_line(exc))
             return ReleaseReport()
         finally:
             dispatcher.close()
@@ -255,6 +258,8 @@ class CycleRunner:
                 raise CycleFailed(f"store unavailable: {exc}") from exc
             except Exception as exc:
                 cause = _root_cause(exc)
+                if isinstance(cause, KeyboardInterrupt):  # a second SIGTERM/Ctrl-C inside a DoFn, wrapped by Beam
+                    raise KeyboardInterrupt from exc
                 raise CycleFailed(f"pipeline failed: {type(cause).__name__}: {cause}") from exc
             if state not in (PipelineState.DONE, None):
                 raise CycleFailed(f"pipeline ended in state {state}")
@@ -294,6 +299,11 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def one_line(exc: BaseException) -> str:
+    """An error as one log line (Beam appends tracebacks to some messages): greppable, never multi-line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def run_forever(runner: CycleRunner, interval: float, stop: threading.Event, max_failure_wait: float = 300.0) -> int:
     """Cycle until `stop` is set; a failed cycle is retried after a capped, growing wait."""
     failures = 0
@@ -303,7 +313,8 @@ def run_forever(runner: CycleRunner, interval: float, stop: threading.Event, max
         except CycleFailed as exc:
             failures += 1
             wait = min(max_failure_wait, 2.0**failures)
-            log.error("cycle %d failed (%s); nothing committed; retrying in %.0fs", runner.cycles, exc, wait)
+            then = "stopping" if stop.is_set() else f"retrying in {wait:.0f}s"
+            log.error("cycle %d failed (%s); nothing committed; %s", runner.cycles, one_line(exc), then)
         else:
             failures = 0
             wait = interval

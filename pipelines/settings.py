@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipelines import logs
 from seeds import FEEDS_DIR, SEEDS_DIR
 
 ENV_PREFIX = "NEWSWATCH_"
@@ -240,7 +241,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         )
     _ConfigFileSource.path = config_file
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        logs.add_secrets(*(s.get_secret_value() for name in _SECRET_FIELDS if (s := getattr(settings, name))))
+        return settings
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     finally:

@@ -527,5 +527,11 @@ class DeadLetter(_Model):
     @model_validator(mode="after")
     def _id(self) -> DeadLetter:
         if not self.id:
-            self.id = stable_hash("dl", self.stage, self.source, self.reason, self.payload, self.created_at.isoformat())
+            # A record with a position in a log (a Kafka message's topic/partition/offset) is the same letter
+            # each time a failed cycle reads it again, so the replay overwrites it; other letters are events.
+            d = self.details
+            position = f"{d.get('origin')}/{d.get('topic')}/{d.get('partition')}/{d['offset']}" if "offset" in d else ""
+            self.id = stable_hash(
+                "dl", self.stage, self.source, self.reason, self.payload, position or self.created_at.isoformat()
+            )
         return self
