@@ -52,7 +52,9 @@ class Settings(BaseSettings):
 
     fast: bool = Field(False, description="Gazetteer and rules only, no statistical NER")
     spacy_model: str | None = Field(None, description="spaCy model package or path (default en_core_web_sm)")
-    ner_max_chars: int = Field(0, ge=0, description="Run NER on title + first N chars (0: whole text)")
+    ner_max_chars: int = Field(
+        600, ge=0, description="Run NER on the title + the sentences of the first N chars of the body (0: all)"
+    )
     enrich_workers: int | None = Field(
         None, ge=0, description="Enrichment worker processes (default: one per CPU; 0 or 1: in the job's process)"
     )

@@ -10,11 +10,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.enrich.entities import EntityExtractor, actor_tags, clean_model_spans, load_spacy_model
+from pipelines.enrich.entities import (
+    EntityExtractor,
+    actor_tags,
+    clean_model_spans,
+    load_spacy_model,
+    propagate_names,
+)
 from pipelines.enrich.gazetteer import Gazetteer
 from pipelines.enrich.geo import Context as GeoContext
 from pipelines.enrich.geo import resolve
 from pipelines.enrich.nlp import SpacyModel
+from pipelines.enrich.tailnames import pattern_names
 from pipelines.enrich.text import Sentence, split_sentences
 from pipelines.enrich.topics import ArticleScan, TopicMatcher, load_taxonomy
 from schemas import Article, RawArticle
@@ -22,7 +29,8 @@ from seeds import seed_path
 
 log = logging.getLogger(__name__)
 
-ENRICHMENT_VERSION = "2"
+ENRICHMENT_VERSION = "3"
+DEFAULT_NER_MAX_CHARS = 600
 _DATELINE = re.compile(
     r"^\W*(?:date\s+\S+\s+)?\(?([A-Z][A-Z'’.-]+(?:[ ,]+[A-Za-z'’.-]+){0,3})\)?\s*(?:\([^)]*\)\s*)?[—–-]"
 )
@@ -34,7 +42,9 @@ class EnrichConfig:
 
     use_model: bool = True
     model_name: str | None = None
-    ner_max_chars: int = 0  # 0: run the model on the whole text; N: on title + the first N chars
+    # The model reads the title and the whole sentences of the first N characters of the body (0: all
+    # of it); further down, its names are found again and new names by patterns (tailnames.py).
+    ner_max_chars: int = DEFAULT_NER_MAX_CHARS
     batch_size: int = 32
     # Worker processes (pipelines/enrich/pool.py): None = NEWSWATCH_ENRICH_WORKERS or the CPU count,
     # 0 or 1 = in the calling process. How enrichment runs, not what it computes: not part of eq/hash.
@@ -62,26 +72,31 @@ class Enricher:
 
     def enrich_batch(self, raws: Sequence[RawArticle]) -> list[Article]:
         texts = [raw.full_text for raw in raws]
+        split = [split_sentences(text) for text in texts]
+        windows = [len(text) for text in texts]
         model_ents: Iterable[list[tuple[int, int, str]]]
         if self.nlp is not None:
-            limit = self.config.ner_max_chars
-            inputs = [t if not limit else t[: len(r.title) + 2 + limit] for t, r in zip(texts, raws, strict=True)]
+            if self.config.ner_max_chars:
+                windows = [
+                    ner_window(text, sentences, len(raw.title), self.config.ner_max_chars)
+                    for raw, text, sentences in zip(raws, texts, split, strict=True)
+                ]
+            inputs = [text[:window] for text, window in zip(texts, windows, strict=True)]
             model_ents = (
                 [(e.start_char, e.end_char, e.label_) for e in doc.ents]
                 for doc in self.nlp.pipe(inputs, batch_size=self.config.batch_size)
             )
         else:
             model_ents = ([] for _ in raws)
-        split = [split_sentences(text) for text in texts]
         scans = [
             self.topics.scan(sentences, title_sentences=max(1, _title_sentences(sentences, len(raw.title))))
             for raw, sentences in zip(raws, split, strict=True)
         ]
         parses = self._parse_candidates(scans)
         return [
-            self._finish(raw, text, ents, sentences, scan, parsed)
-            for raw, text, ents, sentences, scan, parsed in zip(
-                raws, texts, model_ents, split, scans, parses, strict=True
+            self._finish(raw, text, ents, sentences, scan, parsed, window)
+            for raw, text, ents, sentences, scan, parsed, window in zip(
+                raws, texts, model_ents, split, scans, parses, windows, strict=True
             )
         ]
 
@@ -109,6 +124,7 @@ class Enricher:
         sentences: list[Sentence],
         scan: ArticleScan,
         parsed: dict[int, Any] | None,
+        window: int | None = None,
     ) -> Article:
         title_end = len(raw.title)
         title_sentences = _title_sentences(sentences, title_end)
@@ -116,6 +132,23 @@ class Enricher:
         dateline = find_dateline(text, title_end)
         matches = self.gazetteer.find(text)
         model_spans = clean_model_spans(text, model_ents)
+        pattern_spans: list[tuple[int, int, str]] = []
+        if self.nlp is not None and window is not None and window < len(text):
+            # The model read text[:window]: its names further down, and the people and organisations
+            # introduced there, found by patterns of news copy (pipelines/enrich/tailnames.py).
+            if model_spans:
+                model_spans = propagate_names(text, model_spans, window)
+            pattern_spans = clean_model_spans(
+                text,
+                pattern_names(
+                    text,
+                    window,
+                    known=[text[s:e] for s, e, _ in model_spans],
+                    covered=[(m.start, m.end) for m in matches if m.candidates[0].kind != "actor"]
+                    + [(s, e) for s, e, _ in model_spans if s >= window],
+                ),
+            )
+            model_spans = model_spans + pattern_spans
         people = frozenset(
             word for s, e, label in model_spans if label == "PERSON" for word in text[s:e].split()[1:] if len(word) > 2
         )
@@ -129,11 +162,18 @@ class Enricher:
                 dateline=dateline[:2] if dateline else None,
                 model_spans=model_spans,
                 used_model=self.nlp is not None,
+                model_end=window if window is not None and window < len(text) else None,
                 people=people,
             ),
         )
         entities = self.entities.extract(
-            text, model_spans, matches, geo.mentions, (dateline[0], dateline[2]) if dateline else None, cleaned=True
+            text,
+            model_spans,
+            matches,
+            geo.mentions,
+            (dateline[0], dateline[2]) if dateline else None,
+            cleaned=True,
+            rule_spans=[(s, e) for s, e, _ in pattern_spans],
         )
         return Article(
             **raw.model_dump(),
@@ -145,6 +185,20 @@ class Enricher:
             actors=actor_tags(entities, self.gazetteer, geo.countries, geo.modifiers),
             enrichment_version=self.version,
         )
+
+
+def ner_window(text: str, sentences: Sequence[Sentence], title_end: int, limit: int) -> int:
+    """Where the model stops reading: after the title and the whole sentences of the first `limit`
+    characters of the body (at least one sentence of it)."""
+    cut = title_end + 2 + limit
+    if len(text) <= cut:
+        return len(text)
+    window = 0
+    for sentence in sentences:
+        if sentence.end > cut:
+            return window if window > title_end else sentence.end
+        window = sentence.end
+    return len(text)
 
 
 def find_dateline(text: str, title_end: int) -> tuple[int, int, int] | None:

@@ -215,9 +215,12 @@ class EntityExtractor:
         dateline: tuple[int, int] | None = None,
         *,
         cleaned: bool = False,
+        rule_spans: Iterable[tuple[int, int]] = (),
     ) -> list[Entity]:
         """Entities of `text` from the model's (start, end, label) spans (already passed through
-        `clean_model_spans` when `cleaned`), gazetteer matches and accepted place mentions."""
+        `clean_model_spans` when `cleaned`), gazetteer matches and accepted place mentions.
+        `rule_spans` are spans among the model's that patterns found (tailnames.py): treated like
+        the model's, reported with source "rule"."""
         doc = _Doc(text, {})
         for start, end, label in model_ents if cleaned else clean_model_spans(text, model_ents):
             doc.spans[(start, end)] = _Ent(text[start:end], label, start, end)
@@ -232,6 +235,10 @@ class EntityExtractor:
         self._harmonize(doc)
         self._drop_common_words(doc)
         self._link_unresolved(doc)
+        for key in rule_spans:
+            entity = doc.spans.get(key)
+            if entity is not None and entity.source == "model":
+                entity.source = "rule"
         return [e.model() for e in sorted(doc.spans.values(), key=lambda e: (e.start, e.end))]
 
     # --- steps ---
@@ -542,6 +549,20 @@ def clean_model_spans(text: str, model_ents: Iterable[tuple[int, int, str]]) -> 
     return kept
 
 
+def propagate_names(
+    text: str, spans: Sequence[tuple[int, int, str]], window: int
+) -> list[tuple[int, int, str]]:
+    """The model read only text[:window] (the title and lead): its names found again, as whole words,
+    in the rest of the text, with the label it gave them (the most frequent one), as the mentions
+    it would have labelled had it read on. Later surname-only mentions are linked by the rules."""
+    labels: dict[str, Counter[str]] = {}
+    for start, end, label in spans:
+        labels.setdefault(text[start:end], Counter())[label] += 1
+    names = {name: counts.most_common(1)[0][0] for name, counts in labels.items()}
+    found = [(start, end, names[text[start:end]]) for start, end in _whole_word_occurrences(text, names, window)]
+    return [*spans, *found]
+
+
 _LANDFORM_WORDS = frozenset(
     "River Mountains Mountain Range Valley Desert Lake Sea Avenue Street Square Boulevard Road Beach Bay Plateau "
     "Peninsula Highlands Park".split()
@@ -571,13 +592,15 @@ def _written_in_lower_case(text: str, word: str) -> bool:
     return False
 
 
-def _whole_word_occurrences(text: str, names: Iterable[str]) -> list[tuple[int, int]]:
+def _whole_word_occurrences(text: str, names: Iterable[str], begin: int = 0) -> list[tuple[int, int]]:
     r"""Non-overlapping occurrences of any of `names` not inside a longer word or hyphenated name,
     leftmost first, the longest name where several start at one place: what
     `re.finditer(r"(?<![\w-])(name1|name2|...)(?![\w-])")` finds with the names longest first."""
     longest: dict[int, int] = {}
     for name in names:
-        at = text.find(name)
+        if not name:
+            continue
+        at = text.find(name, begin)
         while at >= 0:
             end = at + len(name)
             before = text[at - 1] if at > 0 else " "

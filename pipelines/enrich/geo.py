@@ -120,6 +120,7 @@ class Context:
     dateline: tuple[int, int] | None = None
     model_spans: Sequence[tuple[int, int, str]] = ()
     used_model: bool = False
+    model_end: int | None = None  # the model read text[:model_end] only (None: all of it)
     people: frozenset[str] = frozenset()  # words of multi-word PERSON names ("Soleimani", "Jordan")
 
 
@@ -186,7 +187,7 @@ def _accept_place(
     if in_context and place.kind == "admin1":
         return True
     big = place.capital or place.population >= MIN_CITY_POPULATION_UNLABELLED
-    if ctx.used_model:
+    if ctx.used_model and (ctx.model_end is None or match.start < ctx.model_end):
         return (big and in_context) or place.capital or place.population >= 1_000_000
     return big
 
