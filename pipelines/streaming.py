@@ -63,6 +63,8 @@ from seeds import SEEDS_DIR
 
 log = logging.getLogger(__name__)
 
+# finalize: when the runner finalizes a bundle (cluster runners); after_run: by the launcher once a local run has
+# succeeded; none: never (a job that must not move the group's offsets).
 CommitMode = Literal["finalize", "after_run", "none"]
 OFFSET_GAUGE = "kafka_next_offset"  # gauge name prefix: kafka_next_offset:<topic>:<partition>
 SEEDS_PREFIX = "seeds:"  # bundled feeds, resolved on the worker (its install path differs from the launcher's)
@@ -449,9 +451,7 @@ def streaming_config(
 ) -> StreamingConfig:
     kafka = None
     if "kafka" in settings.sources:
-        from pipelines.kafka_source import kafka_connection  # noqa: F401 - validates the security settings
-
-        kafka = KafkaReadConfig(
+        kafka = KafkaReadConfig(  # kafka_clients validates the security settings
             clients=kafka_clients(settings),
             topic=settings.kafka_topic,
             group_id=settings.kafka_group_id,
