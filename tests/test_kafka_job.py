@@ -388,8 +388,12 @@ def test_dead_letter_topic_failure_fails_the_cycle_before_any_commit(job: Job, t
         with pytest.raises(CycleFailed):
             runner.run_cycle(force=True)
         assert committed_offsets(job.clients, job.group, job.topic) == {0: None}
-        # With the dead-letter topic reachable again, the same messages go through and are committed.
-        runner.config = replace(runner.config, dead_letter_topic=TopicTarget(job.clients, job.dlq))
+    finally:
+        runner.close()
+    # With the dead-letter topic reachable again (a new job: the cycle pipeline is built once per job),
+    # the same messages go through and are committed.
+    runner = CycleRunner(settings, build_sources(settings))
+    try:
         result = runner.run_cycle(force=True)
         assert result.source_stats["kafka"]["messages"] == 5 and result.counts["dead_letters"] == 2
         assert committed_offsets(job.clients, job.group, job.topic) == {0: 5}
