@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -68,6 +69,18 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 def _store(settings: Settings) -> ArticleStore:
     return open_store(store_config(settings))
+
+
+@contextmanager
+def _configured_store(args: argparse.Namespace) -> Iterator[tuple[Settings, ArticleStore]]:
+    """Settings and logging from the command's flags, and the configured store, closed afterwards."""
+    settings = _settings(args)
+    logs.configure(settings.log_level, settings.log_json)
+    store = _store(settings)
+    try:
+        yield settings, store
+    finally:
+        store.close()
 
 
 def _print_json(items: Sequence[BaseModel] | Sequence[dict[str, Any]], out: TextIO = sys.stdout) -> None:
@@ -258,26 +271,16 @@ def cmd_search(args: argparse.Namespace, _: list[str]) -> int:
 def cmd_subscriptions(args: argparse.Namespace, _: list[str]) -> int:
     from pipelines import subscriptions_cli
 
-    settings = _settings(args)
-    logs.configure(settings.log_level, settings.log_json)
-    store = _store(settings)
-    try:
+    with _configured_store(args) as (settings, store):
         return subscriptions_cli.run(args, settings, store)
-    finally:
-        store.close()
 
 
 def cmd_alerts(args: argparse.Namespace, _: list[str]) -> int:
     from pipelines import subscriptions_cli
 
-    settings = _settings(args)
-    logs.configure(settings.log_level, settings.log_json)
-    store = _store(settings)
-    try:
+    with _configured_store(args) as (_config, store):
         statuses = subscriptions_cli.status_filter(args.all, args.status)
         alerts = store.list_alerts(limit=args.limit, subscription_id=args.subscription, status=statuses)
-    finally:
-        store.close()
     if args.json:
         _print_json(alerts)
         return EXIT_OK
@@ -295,13 +298,8 @@ def cmd_alerts(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def cmd_deadletters(args: argparse.Namespace, _: list[str]) -> int:
-    settings = _settings(args)
-    logs.configure(settings.log_level, settings.log_json)
-    store = _store(settings)
-    try:
+    with _configured_store(args) as (_config, store):
         letters = store.list_dead_letters(limit=args.limit, stage=args.stage)
-    finally:
-        store.close()
     if args.json:
         _print_json(letters)
         return EXIT_OK
@@ -316,13 +314,8 @@ def cmd_deadletters(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, _: list[str]) -> int:
-    settings = _settings(args)
-    logs.configure(settings.log_level, settings.log_json)
-    store = _store(settings)
-    try:
+    with _configured_store(args) as (settings, store):
         counts = store.counts()
-    finally:
-        store.close()
     if args.json:
         print(json.dumps({**counts, "store": settings.sink}))
     else:
