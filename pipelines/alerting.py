@@ -18,7 +18,7 @@ from connectors.store import ArticleStore
 from pipelines.delivery import Dispatcher
 from pipelines.matching import SubscriptionMatcher, key_frequencies
 from pipelines.neardup import TEXT_THRESHOLD as NEAR_DUPLICATE
-from pipelines.neardup import Fingerprint, fingerprint, similarity
+from pipelines.neardup import Fingerprint, NearDuplicateIndex, fingerprint, similarity
 from schemas import Alert, AlertDigest, DeadLetter, Subscription, format_duration, utcnow
 
 LIVE_STATUSES = ("delivered", "pending", "digested")  # alerts the subscriber was or will be told about
@@ -68,12 +68,13 @@ class AlertGate:
     def admit(self, subscription: Subscription, alerts: Iterable[Alert], now: datetime | None = None) -> GateResult:
         now = now or utcnow()
         result = GateResult()
-        recent: list[tuple[Alert, Fingerprint]] = []
+        recent = _RecentAlerts()
         if subscription.realert > timedelta(0):
             earlier = self.store.list_alerts(
                 RECENT_LIMIT, subscription.id, status=LIVE_STATUSES, since=now - subscription.realert
             )
-            recent = [(a, fingerprint(a.title, a.summary)) for a in earlier]
+            for earlier_alert in earlier:
+                recent.add(earlier_alert, fingerprint(earlier_alert.title, earlier_alert.summary))
         held_reason = ""
         if subscription.digest is not None:
             held_reason = f"digest every {format_duration(subscription.digest)}"
@@ -81,7 +82,7 @@ class AlertGate:
             held_reason = f"outside active hours {subscription.active_hours} {subscription.timezone}"
         for alert in sorted(alerts, key=_order):
             mark = fingerprint(alert.title, alert.summary)
-            duplicate, score = _closest(mark, alert.article_id, recent)
+            duplicate, score = recent.closest(mark, alert.article_id)
             if duplicate is not None:
                 decided = alert.model_copy(
                     update={
@@ -105,22 +106,33 @@ class AlertGate:
             result.counts[decided.status] += 1
             result.recorded.append(decided)
             if decided.status != "suppressed" and subscription.realert > timedelta(0):
-                recent.append((decided, mark))
+                recent.add(decided, mark)
         return result
 
 
-def _closest(
-    mark: Fingerprint, article_id: str, recent: Sequence[tuple[Alert, Fingerprint]]
-) -> tuple[Alert | None, float]:
-    best: Alert | None = None
-    best_score = 0.0
-    for alert, other in recent:
-        if alert.article_id == article_id:
-            continue  # the same article again is a repeat, which record_alert decides
-        score = similarity(mark, other)
-        if score >= NEAR_DUPLICATE and score > best_score:
-            best, best_score = alert, score
-    return best, best_score
+class _RecentAlerts:
+    """A subscription's alerts within its realert window, indexed for the near-duplicate check."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+        self.index = NearDuplicateIndex()
+
+    def add(self, alert: Alert, mark: Fingerprint) -> None:
+        self.alerts.append(alert)
+        self.index.add(mark)
+
+    def closest(self, mark: Fingerprint, article_id: str) -> tuple[Alert | None, float]:
+        """The most similar earlier alert at or above the threshold (the earliest of equals)."""
+        best: Alert | None = None
+        best_score = 0.0
+        for position in self.index.candidates(mark):
+            alert = self.alerts[position]
+            if alert.article_id == article_id:
+                continue  # the same article again is a repeat, which record_alert decides
+            score = similarity(mark, self.index.items[position])
+            if score >= NEAR_DUPLICATE and score > best_score:
+                best, best_score = alert, score
+        return best, best_score
 
 
 @dataclass

@@ -22,6 +22,7 @@ from connectors.store import StoreUnavailable, open_store
 from pipelines.alerting import ReleaseReport, release_pending
 from pipelines.delivery import Dispatcher, delivery_config
 from pipelines.enrich import EnrichConfig
+from pipelines.enrich.pool import EnrichPool, acquire_pool, release_pool
 from pipelines.pipeline import CyclePipeline, PipelineCounts, counts, create_pipeline, reusable
 from pipelines.records import article_record, dead_letter_record
 from pipelines.settings import Settings
@@ -194,10 +195,15 @@ class CycleRunner:
         self.cycles = 0
         self.work_dir = settings.data_dir / "cycles"
         self._pipeline: CyclePipeline | None = None  # built on first use, reused by every cycle
+        # The job holds the enrichment pool for its life: each cycle's DoFns acquire and release it,
+        # and without this hold the last release of a cycle would stop the workers, to be forked again.
+        self._pool: EnrichPool | None = None
 
     def prepare(self) -> None:
-        """Create the store and load the default subscriptions on first use."""
+        """Create the store and load the default subscriptions on first use; start the enrichment workers."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._pool is None and reusable(self.beam_args):
+            self._pool = acquire_pool(self.config.enrich, self.config.enrich.workers)
         store = open_store(self.config.store)
         try:
             added = store.seed_subscriptions(load_subscriptions_file(self.settings.subscriptions_file))
@@ -287,6 +293,8 @@ class CycleRunner:
     def close(self) -> None:
         for source in self.sources:
             source.close()
+        pool, self._pool = self._pool, None
+        release_pool(pool)
         if self._pipeline is not None:
             self._pipeline.input_path.unlink(missing_ok=True)
 

@@ -8,6 +8,7 @@ realert window are few, so MinHash sketches would save nothing here.
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from dataclasses import dataclass
@@ -47,3 +48,46 @@ def similarity(a: Fingerprint, b: Fingerprint) -> float:
 
 def is_near_duplicate(a: Fingerprint, b: Fingerprint) -> bool:
     return similarity(a, b) >= TEXT_THRESHOLD
+
+
+class NearDuplicateIndex:
+    """The near-duplicate of a new story among many earlier ones without comparing it to each.
+
+    Inverted indexes make the candidates: every earlier story sharing a lead shingle (a text match
+    shares at least MIN_SHINGLES * TEXT_THRESHOLD of them), and every earlier story sharing a word of
+    the title prefix (prefix filtering: two word sets with Jaccard >= TITLE_THRESHOLD share a word
+    among the first |set| - ceil(TITLE_THRESHOLD * |set|) + 1 of each, in any fixed order). Only those
+    are scored, so a subscription's thousands of recent alerts cost what its few similar ones cost."""
+
+    def __init__(self) -> None:
+        self.items: list[Fingerprint] = []
+        self._by_shingle: dict[int, list[int]] = {}
+        self._by_title_word: dict[str, list[int]] = {}
+
+    def add(self, mark: Fingerprint) -> int:
+        """Index a story; returns its position (the order of `add` calls)."""
+        position = len(self.items)
+        self.items.append(mark)
+        if len(mark.shingles) >= MIN_SHINGLES:
+            for shingle in mark.shingles:
+                self._by_shingle.setdefault(shingle, []).append(position)
+        for word in _title_prefix(mark.title):
+            self._by_title_word.setdefault(word, []).append(position)
+        return position
+
+    def candidates(self, mark: Fingerprint) -> list[int]:
+        """Positions of the stories that may reach TEXT_THRESHOLD against `mark`, in `add` order."""
+        found: set[int] = set()
+        if len(mark.shingles) >= MIN_SHINGLES:
+            for shingle in mark.shingles:
+                found.update(self._by_shingle.get(shingle, ()))
+        for word in _title_prefix(mark.title):
+            found.update(self._by_title_word.get(word, ()))
+        return sorted(found)
+
+
+def _title_prefix(title: frozenset[str]) -> list[str]:
+    if len(title) < 4:
+        return []  # titles this short never count (similarity)
+    keep = len(title) - math.ceil(TITLE_THRESHOLD * len(title) - 1e-9) + 1
+    return sorted(title)[:keep]

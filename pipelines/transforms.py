@@ -162,8 +162,9 @@ class SkipUnchanged(beam.PTransform):
 
 
 class _EnrichFn(beam.DoFn):
-    """Batches go to the enrichment worker processes (pipelines/enrich/pool.py) as they arrive and
-    come back in order, a few batches later or in finish_bundle, each in its own window."""
+    """Articles go to the enrichment worker processes (pipelines/enrich/pool.py) in chunks as they
+    arrive and come back in order, a few chunks later or in finish_bundle, each in its own window.
+    The chunking is the pool's (BatchEnricher): it spreads a small bundle over every worker."""
 
     def __init__(self, config: EnrichConfig) -> None:
         self.config = config
@@ -173,17 +174,16 @@ class _EnrichFn(beam.DoFn):
         self.batches = BatchEnricher(self.config, self.config.workers)
 
     def process(
-        self, batch: list[RawArticle], window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
+        self, raw: RawArticle, window: Any = beam.DoFn.WindowParam, timestamp: Any = beam.DoFn.TimestampParam
     ) -> Iterator[Any]:
         assert self.batches is not None
-        self.batches.submit(batch, (window, timestamp))
-        for tag, raws, outcomes in self.batches.ready():
-            yield from _enrich_outputs(tag, raws, outcomes)
+        for tags, raws, outcomes in self.batches.add(raw, (window, timestamp)):
+            yield from _enrich_outputs(tags, raws, outcomes)
 
     def finish_bundle(self) -> Iterator[Any]:
         assert self.batches is not None
-        for tag, raws, outcomes in self.batches.drain():
-            yield from _enrich_outputs(tag, raws, outcomes)
+        for tags, raws, outcomes in self.batches.flush():
+            yield from _enrich_outputs(tags, raws, outcomes)
 
     def teardown(self) -> None:
         if self.batches is not None:
@@ -191,10 +191,11 @@ class _EnrichFn(beam.DoFn):
             self.batches = None
 
 
-def _enrich_outputs(tag: tuple[Any, Any], raws: Sequence[RawArticle], outcomes: Sequence[Any]) -> Iterator[Any]:
-    window, timestamp = tag
+def _enrich_outputs(
+    tags: Sequence[tuple[Any, Any]], raws: Sequence[RawArticle], outcomes: Sequence[Any]
+) -> Iterator[Any]:
     enriched = 0
-    for raw, outcome in zip(raws, outcomes, strict=True):
+    for (window, timestamp), raw, outcome in zip(tags, raws, outcomes, strict=True):
         if isinstance(outcome, EnrichFailure):
             letter = DeadLetter(
                 stage="enrich",
@@ -212,18 +213,15 @@ def _enrich_outputs(tag: tuple[Any, Any], raws: Sequence[RawArticle], outcomes: 
 
 
 class Enrich(beam.PTransform):
-    """RawArticle -> Article (entities, countries, places, regions, topics), batched for nlp.pipe."""
+    """RawArticle -> Article (entities, countries, places, regions, topics), in chunks for nlp.pipe
+    and the worker processes."""
 
     def __init__(self, config: EnrichConfig) -> None:
         super().__init__()
         self.config = config
 
     def expand(self, articles: beam.PCollection[RawArticle]) -> Any:
-        return (
-            articles
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.config.batch_size)
-            | "EnrichBatch" >> beam.ParDo(_EnrichFn(self.config)).with_outputs(DEAD, main="articles")
-        )
+        return articles | "EnrichBatch" >> beam.ParDo(_EnrichFn(self.config)).with_outputs(DEAD, main="articles")
 
 
 # --- Index ---

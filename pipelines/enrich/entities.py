@@ -549,9 +549,7 @@ def clean_model_spans(text: str, model_ents: Iterable[tuple[int, int, str]]) -> 
     return kept
 
 
-def propagate_names(
-    text: str, spans: Sequence[tuple[int, int, str]], window: int
-) -> list[tuple[int, int, str]]:
+def propagate_names(text: str, spans: Sequence[tuple[int, int, str]], window: int) -> list[tuple[int, int, str]]:
     """The model read only text[:window] (the title and lead): its names found again, as whole words,
     in the rest of the text, with the label it gave them (the most frequent one), as the mentions
     it would have labelled had it read on. Later surname-only mentions are linked by the rules."""

@@ -274,59 +274,82 @@ def enrich_in_process(enricher: Enricher, raws: Sequence[RawArticle]) -> list[Ou
 
 
 class BatchEnricher:
-    """What a Beam DoFn or a loop uses: batches submitted as they come, outcomes collected in order,
-    through the shared pool when there is one (up to two batches per worker in flight, so the
-    caller's own work on earlier batches overlaps the workers'), else in the calling process.
+    """What a Beam DoFn or a loop uses: articles added one by one go to the workers in chunks as
+    they come, outcomes collected in order, through the shared pool when there is one (up to two
+    chunks per worker in flight, so the caller's own work on earlier chunks overlaps the workers'),
+    else in the calling process.
 
-    Each batch carries a `tag` the caller gets back with its outcomes (a DoFn keeps the window and
-    timestamp of the batch there)."""
+    Chunks are `batch_size / workers` articles, and `flush` splits what is left over every worker:
+    a small cycle (a few dozen articles) keeps every core busy instead of sending one batch to one
+    worker. Each article carries a `tag` the caller gets back with its outcome (a DoFn keeps the
+    window and timestamp of the element there)."""
 
     def __init__(self, config: EnrichConfig, workers: int | None = None) -> None:
         self.enricher = shared_enricher(config)
         self.pool = acquire_pool(config, workers)
-        self.in_flight = 2 * self.pool.workers if self.pool is not None else 1
-        self._pending: deque[tuple[Any, Sequence[RawArticle], Any]] = deque()
+        self.workers = self.pool.workers if self.pool is not None else 1
+        self.chunk_size = max(1, config.batch_size // self.workers)
+        self.in_flight = 2 * self.workers if self.pool is not None else 1
+        self._buffer: list[RawArticle] = []
+        self._tags: list[Any] = []
+        self._pending: deque[tuple[list[Any], Sequence[RawArticle], Any]] = deque()
 
-    def submit(self, batch: Sequence[RawArticle], tag: Any = None) -> None:
-        if self.pool is None:
-            self._pending.append((tag, batch, enrich_in_process(self.enricher, batch)))
-        else:
-            self._pending.append((tag, batch, self.pool.submit(batch)))
+    def add(self, raw: RawArticle, tag: Any = None) -> Iterator[tuple[list[Any], Sequence[RawArticle], list[Outcome]]]:
+        """Buffer one article; yields (tags, articles, outcomes) of the chunks that are done."""
+        self._buffer.append(raw)
+        self._tags.append(tag)
+        if len(self._buffer) >= self.chunk_size:
+            self._submit(self._buffer, self._tags)
+            self._buffer, self._tags = [], []
+        yield from self._ready()
 
-    def ready(self) -> Iterator[tuple[Any, Sequence[RawArticle], list[Outcome]]]:
-        """Outcomes of the oldest batches: those already done, and enough to keep at most
-        `in_flight` batches pending."""
-        while self._pending and (len(self._pending) > self.in_flight or self._done(self._pending[0][2])):
-            yield self._collect(*self._pending.popleft())
-
-    def drain(self) -> Iterator[tuple[Any, Sequence[RawArticle], list[Outcome]]]:
+    def flush(self) -> Iterator[tuple[list[Any], Sequence[RawArticle], list[Outcome]]]:
+        """Everything added so far, the rest split over the workers; waits for all of it."""
+        if self._buffer:
+            size = -(-len(self._buffer) // self.workers)
+            for start in range(0, len(self._buffer), size):
+                self._submit(self._buffer[start : start + size], self._tags[start : start + size])
+            self._buffer, self._tags = [], []
         while self._pending:
             yield self._collect(*self._pending.popleft())
 
     def map(self, batches: Iterable[Sequence[RawArticle]]) -> Iterator[tuple[Sequence[RawArticle], list[Outcome]]]:
-        """Pipelined: (batch, outcomes) in input order."""
+        """Pipelined: (chunk, outcomes) in input order."""
         for batch in batches:
-            self.submit(batch)
-            for _, done, outcomes in self.ready():
-                yield done, outcomes
-        for _, done, outcomes in self.drain():
+            for raw in batch:
+                for _, done, outcomes in self.add(raw):
+                    yield done, outcomes
+        for _, done, outcomes in self.flush():
             yield done, outcomes
+
+    def _submit(self, batch: list[RawArticle], tags: list[Any]) -> None:
+        if self.pool is None:
+            self._pending.append((tags, batch, enrich_in_process(self.enricher, batch)))
+        else:
+            self._pending.append((tags, batch, self.pool.submit(batch)))
+
+    def _ready(self) -> Iterator[tuple[list[Any], Sequence[RawArticle], list[Outcome]]]:
+        """Outcomes of the oldest chunks: those already done, and enough to keep at most
+        `in_flight` chunks pending."""
+        while self._pending and (len(self._pending) > self.in_flight or self._done(self._pending[0][2])):
+            yield self._collect(*self._pending.popleft())
 
     @staticmethod
     def _done(pending: Any) -> bool:
         return not isinstance(pending, Future) or pending.done()
 
     def _collect(
-        self, tag: Any, batch: Sequence[RawArticle], pending: Any
-    ) -> tuple[Any, Sequence[RawArticle], list[Outcome]]:
+        self, tags: list[Any], batch: Sequence[RawArticle], pending: Any
+    ) -> tuple[list[Any], Sequence[RawArticle], list[Outcome]]:
         if isinstance(pending, Future):
             assert self.pool is not None
-            return tag, batch, self.pool.result(pending, batch)
-        return tag, batch, pending
+            return tags, batch, self.pool.result(pending, batch)
+        return tags, batch, pending
 
     def close(self) -> None:
-        """Release the pool (the last user stops its workers); pending batches are abandoned."""
+        """Release the pool (the last user stops its workers); pending chunks are abandoned."""
         self._pending.clear()
+        self._buffer, self._tags = [], []
         pool, self.pool = self.pool, None
         release_pool(pool)
 

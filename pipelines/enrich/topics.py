@@ -23,7 +23,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar, overload
 
@@ -145,16 +145,34 @@ class ArticleScan:
     words: Sequence[list[str]]  # lower-case word tokens per sentence
     spans: Sequence[list[tuple[int, int]]]  # their character spans in the sentence text
     hits: dict[str, dict[int, SentenceHits]]
-    settled: frozenset[str] = frozenset()  # topics whose strong phrases alone reach a confident score
+    topics: dict[str, Topic] = field(default_factory=dict)
     linked: frozenset[str] = frozenset()  # topics whose cue frames need a syntactic link
     cased: Sequence[list[str]] | None = None  # the word tokens as written (capitalisation), per sentence
 
+    def settled(self) -> frozenset[str]:
+        """Topics whose evidence that needs no parse (strong phrases, cue frames that read as one
+        phrase) already reaches a confident score. Only a parser asks (fast mode never does)."""
+        settled: set[str] = set()
+        for topic_id, per_sentence in self.hits.items():
+            topic = self.topics[topic_id]
+            sure = 0.0
+            for index, found in per_sentence.items():
+                if found.excluded:
+                    continue
+                sure_hits = found.strong + [t for t, _ in found.pairs] if found.tight else found.strong
+                if sure_hits and not all(_discounted(self.words[index], h) for h in sure_hits):
+                    sure += STRONG_WEIGHT * _position_factor(index, self.title_sentences)
+            if 1.0 - math.exp(-sure) >= max(SETTLED_SCORE, topic.min_score):
+                settled.add(topic_id)
+        return frozenset(settled)
+
     def to_parse(self) -> list[int]:
         """Sentences whose evidence depends on a cue frame that only a parse can confirm (and would
-        change the verdict: a topic its strong phrases already settle needs no parse)."""
+        change the verdict: a topic its surer evidence already settles needs no parse)."""
         wanted: set[int] = set()
+        settled = self.settled() if self.linked.intersection(self.hits) else frozenset()
         for topic_id, per_sentence in self.hits.items():
-            if topic_id in self.settled or topic_id not in self.linked:
+            if topic_id in settled or topic_id not in self.linked:
                 continue
             for index, found in per_sentence.items():
                 if found.pairs and not found.tight and not found.strong and not found.excluded:
@@ -167,6 +185,9 @@ def load_taxonomy(path: Path) -> list[Topic]:
     defaults = data.get("defaults", {})
     topics = []
     for topic_id, spec in data["topics"].items():
+        for cue in spec.get("cues") or ():
+            if len(cue) < 2:
+                raise ValueError(f"{path}: a cue of topic {topic_id!r} needs a trigger group and a theme group: {cue}")
         topics.append(
             Topic(
                 id=topic_id,
@@ -237,7 +258,7 @@ class TopicMatcher:
         " w w w " segments that no term can cross), then the cue frames of each topic."""
         title_sentences = max(1, title_sentences)
         if not sentences:
-            return ArticleScan(sentences, title_sentences, [], [], {}, frozenset(), self._linked, [])
+            return ArticleScan(sentences, title_sentences, [], [], {}, self.topics, self._linked, [])
         # " w w w " per sentence (the words of `tokens`), one string for the article, "\n" between sentences
         joined = " " + " \n ".join(_NON_TOKEN.sub(" ", s.text).strip() for s in sentences).lower() + " "
         segments = joined.split("\n")
@@ -247,13 +268,20 @@ class TopicMatcher:
         hits: dict[str, dict[int, SentenceHits]] = {}
         later: list[tuple[int, TermHit, tuple[tuple[str, Role, int], ...]]] = []
         sentence, next_start, start = -1, 0, 0
+        counted_to, spaces = 0, 0  # spaces in joined[start:counted_to]: word indexes counted incrementally
         for end, (key, anchors, dependents, length) in self._automaton.iter(joined):
             begin = end - len(key) + 1  # the space before the first word
             if begin >= next_start:
                 sentence = bisect.bisect_right(starts, begin) - 1
                 start = starts[sentence]
                 next_start = starts[sentence + 1] if sentence + 1 < len(starts) else len(joined)
-            hit = TermHit(joined.count(" ", start, begin + 1) - 1, length)
+                counted_to, spaces = start, 0
+            if begin + 1 >= counted_to:
+                spaces += joined.count(" ", counted_to, begin + 1)
+            else:  # a shorter key ending later can begin earlier than the last hit
+                spaces = joined.count(" ", start, begin + 1)
+            counted_to = begin + 1
+            hit = TermHit(spaces - 1, length)
             if dependents:
                 later.append((sentence, hit, dependents))
             for topic_id, role, group in anchors:
@@ -287,26 +315,20 @@ class TopicMatcher:
                         found.cue_groups[group] = [hit]
                     else:
                         cue.append(hit)
-        settled: set[str] = set()
         for topic_id, per_sentence in hits.items():
             topic = self.topics[topic_id]
-            strong = 0.0
             for index, found in per_sentence.items():
-                if found.cue_groups:
+                if len(found.cue_groups) > 1:  # every cue frame has a trigger and at least one theme
                     found.pairs = _pairs(topic, found)
                     if found.pairs:
                         found.tight = any(_tight(cased[index], words[index], t, th) for t, th in found.pairs)
-                if found.strong and not found.excluded and not all(_discounted(words[index], h) for h in found.strong):
-                    strong += STRONG_WEIGHT * _position_factor(index, title_sentences)
-            if 1.0 - math.exp(-strong) >= max(SETTLED_SCORE, topic.min_score):
-                settled.add(topic_id)
         return ArticleScan(
             sentences,
             title_sentences,
             words,
             _PerSentence(len(sentences), lambda i: token_spans(sentences[i].text)),
             hits,
-            frozenset(settled),
+            self.topics,
             self._linked,
             cased,
         )
