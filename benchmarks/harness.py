@@ -312,6 +312,53 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+@dataclass(frozen=True)
+class JobMemory:
+    """The job's memory: its own RSS, and with its enrichment workers (forked children) the summed RSS
+    (counts the pages they share with the job once per process: an upper bound) and the summed PSS (shared
+    pages split between the processes that map them: what the job really costs the machine)."""
+
+    job_rss_mb: float
+    total_rss_mb: float
+    total_pss_mb: float | None
+    processes: int
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of `pid` (the enrichment workers of a job), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _pss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def job_memory(pid: int) -> JobMemory | None:
+    """Memory of a job and its worker processes; None once the job is gone."""
+    own = rss_mb(pid)
+    if own is None:
+        return None
+    pids = [pid, *children(pid)]
+    rss = [r for r in (rss_mb(p) for p in pids) if r is not None]
+    pss = [_pss_mb(p) for p in pids]
+    total_pss = sum(x for x in pss if x is not None) if all(x is not None for x in pss) else None
+    return JobMemory(own, sum(rss), total_pss, len(rss))
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time a process has used (/proc/PID/stat), to express cost per article independently of
     how busy the rest of the machine is."""

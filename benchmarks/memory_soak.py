@@ -6,10 +6,12 @@ are produced into Kafka at a steady rate; start, peak and end RSS, and the slope
     python benchmarks/memory_soak.py --fast           # gazetteer and rules only
 
 The job is `newswatch run --source kafka --interval 0.5` as a subprocess, against a noida-db this script starts
-(benchmarks/harness.py, as e2e_latency.py). RSS comes from psutil when installed, else /proc/PID/status. Start
-RSS is taken after a warm-up (model loaded, first cycles run); "flat" means the least-squares slope over the
-second half is under --flat-mb-per-min (default 1 MB/min). Targets: peak under 1.5 GB, and flat. Last line: one
-JSON object with the figures.
+(benchmarks/harness.py, as e2e_latency.py). Memory is the job's and its enrichment workers'
+(forked children): their summed RSS, which counts the pages the workers share with the job once per process (an
+upper bound, what the target is judged on), their summed PSS (shared pages split: the real cost), and the job's
+own RSS. Start is taken after a warm-up (model loaded, first cycles run); "flat" means the least-squares slope
+of the summed RSS over the second half is under --flat-mb-per-min (default 1 MB/min). Targets: peak under
+1.5 GB, and flat. Last line: one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -23,9 +25,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import build_corpus, finish, print_machine
-from benchmarks.harness import AlertListener, Corpus, Producer, bench, load_average, rss_mb, slope, wait_for
+from benchmarks.harness import (
+    AlertListener,
+    Corpus,
+    JobMemory,
+    Producer,
+    bench,
+    job_memory,
+    load_average,
+    slope,
+    wait_for,
+)
 
 PEAK_TARGET_MB = 1536.0
+
+
+def _mb(value: float | None) -> str:
+    return f"{value:6.1f} MB" if value is not None else "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,26 +75,30 @@ def main(argv: list[str] | None = None) -> int:
             feeding = threading.Thread(target=producer.run, args=(args.rate, seconds, "soak"), daemon=True)
             started = time.monotonic()
             feeding.start()
-            samples: list[tuple[float, float]] = []
+            samples: list[tuple[float, JobMemory]] = []
             next_report = 60.0
             while feeding.is_alive():
-                rss = rss_mb(pid)
-                if rss is None or b.job.poll() is not None:
+                memory = job_memory(pid)
+                if memory is None or b.job.poll() is not None:
                     raise SystemExit(f"the job exited (status {b.job.poll()}); see {b.job_log}")
                 elapsed = time.monotonic() - started
-                samples.append((elapsed / 60, rss))
+                samples.append((elapsed / 60, memory))
                 if elapsed >= next_report:
-                    print(f"  {elapsed / 60:5.1f} min  RSS {rss:7.1f} MB  lag {b.lag()}  articles {producer.count}")
+                    print(
+                        f"  {elapsed / 60:5.1f} min  job RSS {memory.job_rss_mb:6.1f} MB  with workers: "
+                        f"PSS {_mb(memory.total_pss_mb)} RSS {memory.total_rss_mb:6.1f} MB ({memory.processes} "
+                        f"processes)  lag {b.lag()}  articles {producer.count}"
+                    )
                     next_report += 60
                 feeding.join(timeout=args.sample_seconds)
             lag_at_end = b.lag()
             load_minutes = (time.monotonic() - started) / 60
-            catching_up: list[float] = []
+            catching_up: list[JobMemory] = []
             deadline = time.monotonic() + 300
             while b.lag() > 0 and time.monotonic() < deadline:  # the backlog, if any, still counts for the peak
-                rss = rss_mb(pid)
-                if rss is not None:
-                    catching_up.append(rss)
+                memory = job_memory(pid)
+                if memory is not None:
+                    catching_up.append(memory)
                 time.sleep(args.sample_seconds)
             caught_up = b.lag() == 0
             indexed = len(b.indexed_times())
@@ -86,19 +106,38 @@ def main(argv: list[str] | None = None) -> int:
             producer.close()
             listener.stop()
 
-    start_mb, end_mb = samples[0][1], samples[-1][1]
-    peak_mb = max(rss for _, rss in samples + [(0.0, r) for r in catching_up])
-    growth = slope([s for s in samples if s[0] >= load_minutes / 2])
+    everything = [m for _, m in samples] + catching_up
+    start, end = samples[0][1], samples[-1][1]
+    peak_job = max(m.job_rss_mb for m in everything)
+    peak_rss = max(m.total_rss_mb for m in everything)
+    pss = [m.total_pss_mb for m in everything if m.total_pss_mb is not None]
+    peak_pss = max(pss) if pss else None
+    second_half = [s for s in samples if s[0] >= load_minutes / 2]
+    growth = slope([(minute, m.total_rss_mb) for minute, m in second_half])
+    growth_job = slope([(minute, m.job_rss_mb) for minute, m in second_half])
     flat = growth < args.flat_mb_per_min
-    print(f"RSS under load: start {start_mb:.1f} MB, end {end_mb:.1f} MB ({len(samples)} samples)")
-    print(f"peak RSS (load and catch-up): {peak_mb:.1f} MB")
-    print(f"slope over the second half of the load: {growth:+.2f} MB/min -> {'flat' if flat else 'GROWING'}")
+    print(
+        f"job RSS: start {start.job_rss_mb:.1f} MB, end {end.job_rss_mb:.1f} MB, peak {peak_job:.1f} MB "
+        f"({len(samples)} samples)"
+    )
+    print(
+        f"job + {start.processes - 1} enrichment workers: peak PSS {_mb(peak_pss)}, peak summed RSS {peak_rss:.1f} MB "
+        f"(counts the pages the forked workers share with the job once per process); start {start.total_rss_mb:.1f}, "
+        f"end {end.total_rss_mb:.1f} MB"
+    )
+    print(
+        f"slope over the second half of the load: {growth:+.2f} MB/min with workers, {growth_job:+.2f} MB/min job "
+        f"alone -> {'flat' if flat else 'GROWING'}"
+    )
     print(
         f"articles produced {producer.count}, stored {indexed}; lag when producing stopped {lag_at_end}"
         f"{'' if caught_up else ' (did not catch up within 300 s: the job does not sustain this rate here)'}"
     )
-    met = peak_mb < PEAK_TARGET_MB and flat
-    print(f"target peak < {PEAK_TARGET_MB:.0f} MB and flat: {'met' if met else 'NOT met'}")
+    met = peak_rss < PEAK_TARGET_MB and flat
+    print(
+        f"target peak < {PEAK_TARGET_MB:.0f} MB (summed RSS of the job and its workers) and flat: "
+        f"{'met' if met else 'NOT met'}"
+    )
     print(f"load average after: {load_average()}")
     finish(
         {
@@ -106,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
             "minutes": args.minutes,
             "rate": args.rate,
             "interval_s": args.interval,
-            "rss_start_mb": round(start_mb, 1),
-            "rss_peak_mb": round(peak_mb, 1),
-            "rss_end_mb": round(end_mb, 1),
+            "processes": start.processes,
+            "job_rss_start_mb": round(start.job_rss_mb, 1),
+            "job_rss_peak_mb": round(peak_job, 1),
+            "job_rss_end_mb": round(end.job_rss_mb, 1),
+            "total_rss_start_mb": round(start.total_rss_mb, 1),
+            "total_rss_peak_mb": round(peak_rss, 1),
+            "total_rss_end_mb": round(end.total_rss_mb, 1),
+            "total_pss_peak_mb": round(peak_pss, 1) if peak_pss is not None else None,
             "slope_second_half_mb_per_min": round(growth, 3),
+            "job_slope_second_half_mb_per_min": round(growth_job, 3),
             "flat": flat,
             "samples": len(samples),
             "catch_up_samples": len(catching_up),

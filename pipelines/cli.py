@@ -369,7 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
         "streaming runner: see deploy/flink, deploy/dataflow and docs/streaming.md.",
     )
     run.add_argument("--once", action="store_true", help="run one cycle (polling every feed now) and exit")
-    run.add_argument("--interval", type=float, help="seconds between cycles (default 300)")
+    run.add_argument(
+        "--interval",
+        type=float,
+        help="a cycle starts every N seconds (default 300); a longer cycle, or a Kafka backlog beyond one "
+        "cycle's NEWSWATCH_KAFKA_MAX_RECORDS, is followed at once",
+    )
     run.add_argument("--feeds", help="feed URLs or paths, comma-separated, or a file listing them")
     run.add_argument("--source", help="rss, kafka or rss,kafka (default rss)")
     run.add_argument("--sink", choices=["sqlite", "elasticsearch"], help="where articles go (default sqlite)")

@@ -46,6 +46,7 @@ class SourceBatch:
     records: list[str] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     commit: Callable[[], None] = lambda: None
+    backlog: bool = False  # the source held more than one cycle reads (a capped Kafka read): go on at once
 
 
 class Source(Protocol):
@@ -110,6 +111,7 @@ class CycleSummary:
     source_stats: dict[str, dict[str, Any]]
     counts: PipelineCounts
     released: ReleaseReport = field(default_factory=ReleaseReport)
+    backlog: bool = False
 
     def line(self) -> str:
         c = self.counts
@@ -224,7 +226,12 @@ class CycleRunner:
             batch.commit()
         released = self.release_pending()
         return CycleSummary(
-            self.cycles, time.monotonic() - started, {b.source: b.stats for b in batches}, result_counts, released
+            self.cycles,
+            time.monotonic() - started,
+            {b.source: b.stats for b in batches},
+            result_counts,
+            released,
+            backlog=any(b.backlog for b in batches),
         )
 
     def release_pending(self) -> ReleaseReport:
@@ -312,6 +319,14 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def next_wait(summary: CycleSummary, interval: float) -> float:
+    """Cycles start every `interval` seconds (a cycle longer than that is followed at once), and at once
+    while a source has a backlog: a job that fell behind catches up at full speed."""
+    if summary.backlog:
+        return 0.0
+    return max(0.0, interval - summary.seconds)
+
+
 def run_forever(runner: CycleRunner, interval: float, stop: threading.Event, max_failure_wait: float = 300.0) -> int:
     """Cycle until `stop` is set; a failed cycle is retried after a capped, growing wait."""
     failures = 0
@@ -325,7 +340,7 @@ def run_forever(runner: CycleRunner, interval: float, stop: threading.Event, max
             log.error("cycle %d failed (%s); nothing committed; %s", runner.cycles, one_line(exc), then)
         else:
             failures = 0
-            wait = interval
+            wait = next_wait(summary, interval)
             log.info("%s", summary.line())
         if stop.wait(wait):
             break

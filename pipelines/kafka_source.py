@@ -109,7 +109,8 @@ class KafkaSource:
             stats["partitions"],
             format_offsets(read.end),
         )
-        return SourceBatch(self.name, records, stats, commit=lambda: self._commit(read, stats))
+        backlog = any(read.lag().values())  # the read stopped at max_records below the end offsets
+        return SourceBatch(self.name, records, stats, commit=lambda: self._commit(read, stats), backlog=backlog)
 
     def _commit(self, read: CycleRead, stats: dict[str, Any]) -> None:
         try:

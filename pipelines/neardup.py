@@ -2,8 +2,8 @@
 
 Two alerts are near-duplicates when the word 3-shingles of their leads mostly overlap (containment, so a
 feed that carries only the first paragraph still matches one that carries the whole text), or when their
-titles are nearly the same words. Exact shingle sets are compared: the alerts of one subscription within one
-realert window are few, so MinHash sketches would save nothing here.
+titles are nearly the same words. Exact shingle sets are compared, but only with the earlier stories an inverted
+index names as candidates (`NearDuplicateIndex`): a busy subscription's realert window can hold thousands.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ import pytest
 from connectors.sqlite_store import SqliteStore
 from connectors.store import StoreConfig
 from pipelines.enrich import EnrichConfig
-from pipelines.pipeline import CyclePipeline, counts, reusable
+from pipelines.job import CycleSummary, next_wait
+from pipelines.pipeline import CyclePipeline, PipelineCounts, counts, reusable
 from pipelines.records import article_record
 from pipelines.subscriptions import load_subscriptions_file, subscription_from_options
 from pipelines.transforms import ChannelConfig, PipelineConfig
@@ -63,3 +64,12 @@ def test_one_built_pipeline_runs_every_cycle_with_fresh_inputs_counts_and_subscr
 def test_only_the_in_process_runner_reuses_the_pipeline() -> None:
     assert reusable([]) and reusable(["--experiments=x"])
     assert not reusable(["--runner", "DirectRunner"]) and not reusable(["--runner=PortableRunner"])
+
+
+def test_cycles_start_every_interval_and_at_once_on_a_backlog() -> None:
+    def summary(seconds: float, backlog: bool = False) -> CycleSummary:
+        return CycleSummary(1, seconds, {}, PipelineCounts(), backlog=backlog)
+
+    assert next_wait(summary(10.0), 300.0) == 290.0  # a cycle every 5 minutes, not 5 minutes after each
+    assert next_wait(summary(1.3), 0.5) == 0.0  # fell behind: the next cycle starts at once
+    assert next_wait(summary(0.1, backlog=True), 300.0) == 0.0  # more than one cycle's worth is waiting

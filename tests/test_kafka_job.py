@@ -400,3 +400,33 @@ def test_dead_letter_topic_failure_fails_the_cycle_before_any_commit(job: Job, t
         assert sorted(m.value for m in read_all(job.clients, job.dlq)) == sorted(POISON[:2])
     finally:
         runner.close()
+
+
+def test_a_capped_read_reports_a_backlog_and_the_next_cycle_follows_at_once(job: Job, tmp_path: Path) -> None:
+    """More messages than kafka_max_records: the cycle says so, and the job runs the next one without waiting."""
+    from pipelines.job import CycleRunner, build_sources, next_wait
+    from pipelines.settings import load_settings
+
+    job.produce(write_lines(tmp_path / "backlog.jsonl", articles(7, "backlog")), partitions=1)
+    settings = load_settings(
+        data_dir=job.data_dir,
+        sources="kafka",
+        fast=True,
+        console_alerts=False,
+        kafka_bootstrap_servers=job.env["NEWSWATCH_KAFKA_BOOTSTRAP_SERVERS"],
+        kafka_topic=job.topic,
+        kafka_group_id=job.group,
+        kafka_max_records=5,
+    )
+    runner = CycleRunner(settings, build_sources(settings))
+    try:
+        runner.prepare()
+        first = runner.run_cycle(force=True)
+        assert first.source_stats["kafka"]["messages"] == 5 and first.backlog
+        assert next_wait(first, 300.0) == 0.0
+        second = runner.run_cycle(force=True)
+        assert second.source_stats["kafka"]["messages"] == 2 and not second.backlog
+        assert next_wait(second, 300.0) > 0
+        assert committed_offsets(job.clients, job.group, job.topic) == {0: 7}
+    finally:
+        runner.close()
