@@ -7,11 +7,14 @@ boundaries by `release_pending`, as one digest per subscription.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from itertools import islice
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 from connectors.store import ArticleStore
@@ -26,10 +29,42 @@ RECENT_LIMIT = 2000
 
 
 def load_matcher(store: ArticleStore, sample: int = 300) -> SubscriptionMatcher:
-    """The enabled subscriptions, indexed under their rarest keys as seen in a sample of stored articles.
-    Called once per pipeline run, so subscription changes take effect from the next cycle."""
+    """The enabled subscriptions, indexed under their rarest keys as seen in a sample of stored articles."""
+    return _build_matcher(store.list_subscriptions(include_disabled=False), store, sample)
+
+
+def _build_matcher(subscriptions: list[Subscription], store: ArticleStore, sample: int) -> SubscriptionMatcher:
     frequencies = key_frequencies(islice(store.iter_articles(batch_size=sample), sample)) if sample else None
-    return SubscriptionMatcher(store.list_subscriptions(include_disabled=False), frequencies or None)
+    return SubscriptionMatcher(subscriptions, frequencies or None)
+
+
+class MatcherCache:
+    """The matcher of each store, kept between pipeline runs of one process (the job's cycles) while its
+    subscriptions stay the same: building it reads and analyses a sample of stored articles, a fixed cost
+    of a few hundred milliseconds that a cycle of a few articles should not pay. Subscriptions are read
+    every time (a small query), so a change still takes effect from the next cycle; the key statistics
+    are refreshed after `max_age_s` even without one."""
+
+    def __init__(self, max_age_s: float = 3600.0) -> None:
+        self.max_age_s = max_age_s
+        self._lock = threading.Lock()
+        self._built: dict[Hashable, tuple[str, float, SubscriptionMatcher]] = {}
+
+    def get(self, key: Hashable, store: ArticleStore, sample: int = 300) -> SubscriptionMatcher:
+        subscriptions = store.list_subscriptions(include_disabled=False)
+        version = hashlib.sha256("\n".join(s.model_dump_json() for s in subscriptions).encode()).hexdigest()
+        now = monotonic()
+        with self._lock:
+            cached = self._built.get(key)
+        if cached is not None and cached[0] == version and now - cached[1] < self.max_age_s:
+            return cached[2]
+        matcher = _build_matcher(subscriptions, store, sample)
+        with self._lock:
+            self._built[key] = (version, now, matcher)
+        return matcher
+
+
+shared_matchers = MatcherCache()
 
 
 def in_active_hours(subscription: Subscription, now: datetime) -> bool:

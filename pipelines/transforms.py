@@ -17,7 +17,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from connectors.alert_channels import AlertChannel, ConsoleChannel, JsonlFileChannel
 from connectors.kafka import KafkaAlertChannel, KafkaPublisher, TopicTarget, dead_letter_message
 from connectors.store import ArticleStore, RejectedDocument, StoreConfig, open_store
-from pipelines.alerting import AlertGate, load_matcher
+from pipelines.alerting import AlertGate, shared_matchers
 from pipelines.delivery import DeliveryConfig, Dispatcher
 from pipelines.enrich import EnrichConfig, enrichment_version
 from pipelines.enrich.pool import BatchEnricher, EnrichFailure
@@ -278,13 +278,14 @@ class _MatchFn(_StoreDoFn):
 
     def setup(self) -> None:
         super().setup()
-        # Loaded per pipeline run, so subscription changes take effect from the next cycle; a streaming
-        # job, which never ends, reloads them every refresh_s seconds.
+        # Checked per pipeline run, so subscription changes take effect from the next cycle (the matcher
+        # itself is rebuilt only when they changed); a streaming job, which never ends, checks every
+        # refresh_s seconds.
         self._load()
 
     def _load(self) -> None:
         assert self.store is not None
-        self.matcher = load_matcher(self.store)
+        self.matcher = shared_matchers.get(self.store_config, self.store)
         self.loaded_at = time.monotonic()
 
     def start_bundle(self) -> None:

@@ -1,4 +1,10 @@
+from pathlib import Path
+
 import pytest
+
+from connectors.sqlite_store import SqliteStore
+from pipelines.alerting import MatcherCache
+from pipelines.subscriptions import subscription_from_options
 
 from pipelines.matching import QueryError, SubscriptionMatcher, describe, evaluate, parse_query
 from schemas import Article, Entity, Subscription, TopicTag
@@ -67,3 +73,22 @@ def test_matcher_only_evaluates_candidate_subscriptions() -> None:
     matcher = SubscriptionMatcher(subs)
     assert {s.id for s in matcher.candidates(ARTICLE)} == {"tw", "text"}
     assert sorted(a.subscription_id for a in matcher.match(ARTICLE)) == ["text", "tw"]
+
+
+def test_matcher_cache_rebuilds_only_when_subscriptions_change(tmp_path: Path) -> None:
+    """The job's cycles reuse one matcher; adding or changing a subscription shows in the next one."""
+    store = SqliteStore(str(tmp_path / "store.db"))
+    try:
+        store.put_subscription(
+            subscription_from_options("Iraq withdrawal", topics=["troop_withdrawal"], countries=["IQ"])
+        )
+        cache = MatcherCache()
+        first = cache.get("store", store)
+        assert cache.get("store", store) is first
+        store.put_subscription(subscription_from_options("Strikes in Syria", topics=["airstrike"], countries=["SY"]))
+        second = cache.get("store", store)
+        assert second is not first
+        assert sorted(s.name for s in second.subscriptions) == ["Iraq withdrawal", "Strikes in Syria"]
+        assert MatcherCache(max_age_s=0).get("store", store) is not second  # statistics refreshed when stale
+    finally:
+        store.close()

@@ -18,6 +18,7 @@ at each mention. So, in order:
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -184,15 +185,52 @@ class _Ent:
         )
 
 
+class _Spans(dict[tuple[int, int], _Ent]):
+    """Entities keyed by (start, end). The keys are also kept sorted, so the overlap queries the rules
+    make for every gazetteer match and place bisect instead of scanning all of an article's entities."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sorted: list[tuple[int, int]] = []
+        self._order: dict[tuple[int, int], int] = {}  # insertion order: queries answer in the dict's order
+        self._added = 0
+        self._longest = 0
+
+    def __setitem__(self, key: tuple[int, int], value: _Ent) -> None:
+        if key not in self:
+            bisect.insort(self._sorted, key)
+            self._order[key] = self._added
+            self._added += 1
+            self._longest = max(self._longest, key[1] - key[0])
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: tuple[int, int]) -> None:
+        super().__delitem__(key)
+        del self._sorted[bisect.bisect_left(self._sorted, key)]
+        del self._order[key]
+
+    def pop(self, *_: object) -> _Ent:
+        raise NotImplementedError("delete with del, which keeps the index")
+
+    def overlapping(self, start: int, end: int) -> list[tuple[int, int]]:
+        keys = self._sorted
+        first = bisect.bisect_left(keys, (start - self._longest, -1))  # nothing before can reach `start`
+        last = bisect.bisect_left(keys, (end, -1))  # keys starting before `end`
+        found = [k for k in keys[first:last] if start < k[1]]
+        if len(found) > 1:
+            found.sort(key=self._order.__getitem__)
+        return found
+
+
 @dataclass
 class _Doc:
     """The entities of one article while they are being built, keyed by span."""
 
     text: str
-    spans: dict[tuple[int, int], _Ent]
+    spans: _Spans
 
     def overlapping(self, start: int, end: int) -> list[tuple[int, int]]:
-        return [k for k in self.spans if k[0] < end and start < k[1]]
+        return self.spans.overlapping(start, end)
 
     def put(self, entity: _Ent) -> None:
         for key in self.overlapping(entity.start, entity.end):
@@ -221,7 +259,7 @@ class EntityExtractor:
         `clean_model_spans` when `cleaned`), gazetteer matches and accepted place mentions.
         `rule_spans` are spans among the model's that patterns found (tailnames.py): treated like
         the model's, reported with source "rule"."""
-        doc = _Doc(text, {})
+        doc = _Doc(text, _Spans())
         for start, end, label in model_ents if cleaned else clean_model_spans(text, model_ents):
             doc.spans[(start, end)] = _Ent(text[start:end], label, start, end)
         self._drop_titles(doc)

@@ -420,7 +420,10 @@ def _choose(
         return next(c for c in candidates if c.kind == ("admin1" if state_reading else "country"))
     countries = [c for c in candidates if c.kind in ("country", "demonym")]
     if countries:
-        return next((c for c in countries if c.ref in direct), countries[0])
+        for candidate in countries:
+            if candidate.ref in direct:
+                return candidate
+        return countries[0]
     first = candidates[0]
     if first.kind in ("actor", "region"):
         return first
