@@ -273,8 +273,27 @@ def _best(groups: Sequence[Group], frequencies: Mapping[Key, float] | None) -> G
     return min(groups, key=lambda g: (sum(_prior(k, frequencies) for k in g), len(g), sorted(g)))
 
 
-def article_keys(article: Article, vocab: Vocabulary | None = None, folded: str | None = None) -> dict[str, set[str]]:
-    """The keys of one article, by kind (`folded`: its full text casefolded, when already at hand)."""
+def text_words(rule: Rule) -> set[str]:
+    """Every word a (non-regex) text condition of `rule` can ask an article for, wherever it sits."""
+    if isinstance(rule, AllOf):
+        return {w for child in rule.all for w in text_words(child)}
+    if isinstance(rule, AnyOf):
+        return {w for child in rule.any for w in text_words(child)}
+    if isinstance(rule, NotRule):
+        return text_words(rule.not_)
+    if isinstance(rule, TextCondition) and not rule.regex:
+        return set(words(rule.text))
+    return set()
+
+
+def article_keys(
+    article: Article,
+    vocab: Vocabulary | None = None,
+    folded: str | None = None,
+    terms: frozenset[str] | None = None,
+) -> dict[str, set[str]]:
+    """The keys of one article, by kind (`folded`: its full text casefolded, when already at hand).
+    With `terms`, the words are only those among them (none to look for: the text is not scanned)."""
     vocab = vocab or vocabulary()
     entity_keys: set[str] = set()
     for e in article.entities:
@@ -288,8 +307,15 @@ def article_keys(article: Article, vocab: Vocabulary | None = None, folded: str 
         "region": article_regions(article, vocab),
         "entity": entity_keys,
         "lang": _language_tags(article.language),
-        "term": set(_WORD.findall(article.full_text.casefold() if folded is None else folded)),
+        "term": _words_of(article, folded, terms),
     }
+
+
+def _words_of(article: Article, folded: str | None, terms: frozenset[str] | None) -> set[str]:
+    if terms is not None and not terms:
+        return set()
+    found = set(_WORD.findall(article.full_text.casefold() if folded is None else folded))
+    return found if terms is None else found & terms
 
 
 def key_frequencies(articles: Iterable[Article]) -> dict[Key, float]:
@@ -310,11 +336,18 @@ def key_frequencies(articles: Iterable[Article]) -> dict[Key, float]:
 class _Context:
     """One article prepared for many rules: key sets, and reasons memoised across the rules that share them."""
 
-    def __init__(self, article: Article, vocab: Vocabulary, terms: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        article: Article,
+        vocab: Vocabulary,
+        terms: frozenset[str] = frozenset(),
+        asked: frozenset[str] = frozenset(),
+    ) -> None:
         self.article = article
         self.scratch = _Scratch(article, vocab)
         self.scratch._folded = folded = article.full_text.casefold()
-        self.keys = article_keys(article, vocab, folded)
+        # The words: only those some text condition asks about (`asked`); none asked, no scan of the text.
+        self.keys = article_keys(article, vocab, folded, asked)
         self.scratch._regions = self.keys["region"]
         # All keys as (kind, value) pairs; of the words, only those some subscription requires.
         self.flat = {(kind, value) for kind, values in self.keys.items() if kind != "term" for value in values}
@@ -479,6 +512,7 @@ class SubscriptionMatcher:
             if collecting:
                 gc.enable()
         self._required_terms = frozenset(self._terms)
+        self._asked_words = frozenset(w for sub in self.subscriptions for w in text_words(sub.rule))
 
     @property
     def stats(self) -> dict[str, int]:
@@ -515,7 +549,7 @@ class SubscriptionMatcher:
         return found
 
     def _context(self, article: Article) -> _Context:
-        return _Context(article, self.vocab, self._required_terms)
+        return _Context(article, self.vocab, self._required_terms, self._asked_words)
 
     def candidates(self, article: Article) -> list[Subscription]:
         """Subscriptions whose every required group the article satisfies, in subscription order."""
