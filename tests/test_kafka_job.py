@@ -249,11 +249,12 @@ def test_acceptance_kafka_in_and_out(job: Job, tmp_path: Path) -> None:
 
     # Killed in the middle of a cycle: nothing of it was committed, and the rerun leaves exactly the
     # articles produced (the store upserts by article id, so what was written before the kill is not doubled).
-    job.produce(write_lines(tmp_path / "last.jsonl", articles(100, "c")))
+    # (500 articles: a cycle of a few seconds, so the kill lands in the middle of it)
+    job.produce(write_lines(tmp_path / "last.jsonl", articles(500, "c")))
     process = job.popen_run("--interval", "600")
     watcher = LogWatcher(process)
     try:
-        watcher.wait_for(r"processing 100 record\(s\)")
+        watcher.wait_for(r"processing 500 record\(s\)")
         time.sleep(1.0)
     finally:
         process.send_signal(signal.SIGKILL)
@@ -261,8 +262,8 @@ def test_acceptance_kafka_in_and_out(job: Job, tmp_path: Path) -> None:
     assert " cycle=" not in watcher.text(), "the cycle finished before the kill"
     assert committed_offsets(job.clients, job.group, job.topic) != end_offsets(job.clients, job.topic)
     rerun = job.run_once()
-    assert rerun["kafka.messages"] == "100"
-    assert job.article_count() == 1200
+    assert rerun["kafka.messages"] == "500"
+    assert job.article_count() == 1600
     assert committed_offsets(job.clients, job.group, job.topic) == end_offsets(job.clients, job.topic)
     assert len(read_all(job.clients, job.dlq)) == 10
 
