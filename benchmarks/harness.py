@@ -303,9 +303,14 @@ def rss_mb(pid: int) -> float | None:
         pass
     except Exception:
         return None
+    return proc_mb(Path(f"/proc/{pid}/status"), "VmRSS:")
+
+
+def proc_mb(path: Path, field: str) -> float | None:
+    """A kB figure of a /proc file ("VmRSS:" of status, "Pss:" of smaps_rollup) in MB."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in path.read_text().splitlines():
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         return None
@@ -337,16 +342,6 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def _pss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def job_memory(pid: int) -> JobMemory | None:
     """Memory of a job and its worker processes; None once the job is gone."""
     own = rss_mb(pid)
@@ -354,7 +349,7 @@ def job_memory(pid: int) -> JobMemory | None:
         return None
     pids = [pid, *children(pid)]
     rss = [r for r in (rss_mb(p) for p in pids) if r is not None]
-    pss = [_pss_mb(p) for p in pids]
+    pss = [proc_mb(Path(f"/proc/{p}/smaps_rollup"), "Pss:") for p in pids]
     total_pss = sum(x for x in pss if x is not None) if all(x is not None for x in pss) else None
     return JobMemory(own, sum(rss), total_pss, len(rss))
 

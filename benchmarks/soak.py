@@ -31,6 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import finish, print_machine
+from benchmarks.harness import rss_mb
 from connectors.kafka import (
     H_REASON,
     KafkaClients,
@@ -106,16 +107,6 @@ def produce(clients: KafkaClients, topic: str, count: int, poison_every: int, ru
     publisher.flush()
     publisher.close()
     return sent_poison, time.perf_counter() - started
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 class JobWatch:

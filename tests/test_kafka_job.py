@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ from connectors.kafka import (
     read_all,
 )
 from connectors.sqlite_store import SqliteStore
+from pipelines.settings import Settings, load_settings
 from schemas import Alert, RawArticle
 from tests.conftest import REPO, SEED_TITLE, run_cli
 from tests.servers import FeedServer, NoidaServer, env_with
@@ -111,6 +113,19 @@ class Job:
             "NEWSWATCH_ALERTS_TOPIC": self.alerts,
             "NEWSWATCH_KAFKA_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),
         }
+
+    def settings(self, **overrides: Any) -> Settings:
+        """The job's settings for an in-process CycleRunner (fast enrichment, no console alerts)."""
+        return load_settings(
+            data_dir=self.data_dir,
+            sources="kafka",
+            fast=True,
+            console_alerts=False,
+            kafka_bootstrap_servers=self.env["NEWSWATCH_KAFKA_BOOTSTRAP_SERVERS"],
+            kafka_topic=self.topic,
+            kafka_group_id=self.group,
+            **overrides,
+        )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, env=self.env)
@@ -367,20 +382,10 @@ def test_dead_letter_topic_failure_fails_the_cycle_before_any_commit(job: Job, t
 
     from connectors.kafka import TopicTarget
     from pipelines.job import CycleFailed, CycleRunner, build_sources
-    from pipelines.settings import load_settings
     from tests.servers import free_port
 
     job.produce(write_lines(tmp_path / "mixed.jsonl", [*articles(3, "dlq"), *POISON[:2]]), partitions=1)
-    settings = load_settings(
-        data_dir=job.data_dir,
-        sources="kafka",
-        fast=True,
-        console_alerts=False,
-        kafka_bootstrap_servers=job.env["NEWSWATCH_KAFKA_BOOTSTRAP_SERVERS"],
-        kafka_topic=job.topic,
-        kafka_group_id=job.group,
-        kafka_dlq_topic=job.dlq,
-    )
+    settings = job.settings(kafka_dlq_topic=job.dlq)
     runner = CycleRunner(settings, build_sources(settings))
     unreachable = KafkaClients(KafkaConnection((f"127.0.0.1:{free_port()}",), connect_timeout_s=2))
     runner.config = replace(runner.config, dead_letter_topic=TopicTarget(unreachable, job.dlq))
@@ -406,19 +411,9 @@ def test_dead_letter_topic_failure_fails_the_cycle_before_any_commit(job: Job, t
 def test_a_capped_read_reports_a_backlog_and_the_next_cycle_follows_at_once(job: Job, tmp_path: Path) -> None:
     """More messages than kafka_max_records: the cycle says so, and the job runs the next one without waiting."""
     from pipelines.job import CycleRunner, build_sources, next_wait
-    from pipelines.settings import load_settings
 
     job.produce(write_lines(tmp_path / "backlog.jsonl", articles(7, "backlog")), partitions=1)
-    settings = load_settings(
-        data_dir=job.data_dir,
-        sources="kafka",
-        fast=True,
-        console_alerts=False,
-        kafka_bootstrap_servers=job.env["NEWSWATCH_KAFKA_BOOTSTRAP_SERVERS"],
-        kafka_topic=job.topic,
-        kafka_group_id=job.group,
-        kafka_max_records=5,
-    )
+    settings = job.settings(kafka_max_records=5)
     runner = CycleRunner(settings, build_sources(settings))
     try:
         runner.prepare()

@@ -4,9 +4,8 @@ import pytest
 
 from connectors.sqlite_store import SqliteStore
 from pipelines.alerting import MatcherCache
-from pipelines.subscriptions import subscription_from_options
-
 from pipelines.matching import QueryError, SubscriptionMatcher, describe, evaluate, parse_query
+from pipelines.subscriptions import subscription_from_options
 from schemas import Article, Entity, Subscription, TopicTag
 
 ARTICLE = Article(
