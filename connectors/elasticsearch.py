@@ -247,6 +247,7 @@ class BulkResult:
     result: str = ""
     error: str | None = None
     error_type: str = ""
+    retried: bool = False  # sent more than once: an earlier attempt may have been applied
 
 
 def _dumps(obj: Any) -> bytes:
@@ -329,7 +330,7 @@ class BulkWriter:
                     status = int(info.get("status", 500))
                     if "error" not in info:
                         outcome = str(info.get("result", ""))
-                        results[item.position] = BulkResult(status, result=outcome)
+                        results[item.position] = BulkResult(status, result=outcome, retried=attempt > 0)
                         counts[outcome] = counts.get(outcome, 0) + 1
                         continue
                     etype = _error_type({"error": info["error"]})
@@ -342,7 +343,9 @@ class BulkWriter:
                         error = f"{status} {describe_error(info['error'])}"
                         continue
                     counts["rejected"] += 1
-                    results[item.position] = BulkResult(status, error=describe_error(info["error"]), error_type=etype)
+                    results[item.position] = BulkResult(
+                        status, error=describe_error(info["error"]), error_type=etype, retried=attempt > 0
+                    )
                 pending = retry
                 if not pending:
                     break
@@ -624,6 +627,47 @@ class ElasticsearchStore:
         if created:
             self._unrefreshed_alerts.add(alert.subscription_id)
         return created
+
+    def record_alerts(self, alerts: Sequence[Alert]) -> list[bool]:
+        """`record_alert` for a batch, in bulk requests of `create`s. A 409 means the pair already alerted,
+        unless the create was sent again and the stored copy is this very alert (same created_at): an
+        earlier attempt reached the cluster and its answer was lost."""
+        if not alerts:
+            return []
+        first: dict[str, int] = {}  # an id twice in one batch: the first is recorded, the others are repeats
+        for n, alert in enumerate(alerts):
+            first.setdefault(alert.id, n)
+        unique = [alerts[n] for n in sorted(first.values())]
+        index = self.layout.write_alias("alerts")
+        docs = [alert_document(a) for a in unique]
+        results = self.bulk.write(
+            bulk_items(index, "create", [(a.id, d) for a, d in zip(unique, docs, strict=True)]), index
+        )
+        self._written.add("alerts")
+        refused = [
+            f"{a.id}: {r.status} {r.error}" for a, r in zip(unique, results, strict=True) if r.error and r.status != 409
+        ]
+        if refused:
+            raise StoreUnavailable(
+                f"Elasticsearch refused {len(refused)} alert(s) ({refused[0]}); "
+                "is the alerts mapping older than this version? run `newswatch es setup`"
+            )
+        created = {a.id: r.error is None for a, r in zip(unique, results, strict=True)}
+        conflicts = [n for n, r in enumerate(results) if r.status == 409 and r.retried]
+        if conflicts:
+            stored = {
+                hit["_id"]: hit["_source"].get("created_at")
+                for hit in self._mget("alerts", [unique[n].id for n in conflicts], ["created_at"])
+            }
+            for n in conflicts:
+                created[unique[n].id] = stored.get(unique[n].id) == docs[n]["created_at"]
+        self._unrefreshed_alerts.update(a.subscription_id for a in unique if created[a.id])
+        return [created[a.id] and first[a.id] == n for n, a in enumerate(alerts)]
+
+    def alerted(self, alert_ids: Sequence[str]) -> set[str]:
+        if not alert_ids:
+            return set()
+        return {hit["_id"] for hit in self._mget("alerts", list(alert_ids), ["created_at"])}
 
     def update_alerts(self, alerts: Sequence[Alert]) -> None:
         """Overwrite stored alerts by id; like SQLite's UPDATE, an id that is not stored is left out."""

@@ -239,20 +239,39 @@ class SqliteStore:
     # --- alerts and dead letters ---
 
     def record_alert(self, alert: Alert) -> bool:
+        return self.record_alerts([alert])[0]
+
+    def record_alerts(self, alerts: Sequence[Alert]) -> list[bool]:
+        if not alerts:
+            return []
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO alerts (id, subscription_id, article_id, created_at, doc, status)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    alert.id,
-                    alert.subscription_id,
-                    alert.article_id,
-                    alert.created_at.isoformat(),
-                    alert.model_dump_json(),
-                    alert.status,
-                ),
-            )
-            return cursor.rowcount == 1
+            return [
+                db.execute(
+                    "INSERT OR IGNORE INTO alerts (id, subscription_id, article_id, created_at, doc, status)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        alert.id,
+                        alert.subscription_id,
+                        alert.article_id,
+                        alert.created_at.isoformat(),
+                        alert.model_dump_json(),
+                        alert.status,
+                    ),
+                ).rowcount
+                == 1
+                for alert in alerts
+            ]
+
+    def alerted(self, alert_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        with self._lock:
+            for i in range(0, len(alert_ids), 500):
+                chunk = list(alert_ids[i : i + 500])
+                rows = self._db.execute(
+                    f"SELECT id FROM alerts WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                found.update(r[0] for r in rows)
+        return found
 
     def list_alerts(
         self,

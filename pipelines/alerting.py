@@ -115,7 +115,13 @@ class AlertGate:
             held_reason = f"digest every {format_duration(subscription.digest)}"
         elif not in_active_hours(subscription, now):
             held_reason = f"outside active hours {subscription.active_hours} {subscription.timezone}"
-        for alert in sorted(alerts, key=_order):
+        ordered = sorted(alerts, key=_order)
+        already = self.store.alerted([a.id for a in ordered]) if ordered else set()
+        decisions: list[Alert] = []
+        for alert in ordered:
+            if alert.id in already:
+                result.counts["repeated"] += 1  # this subscription already alerted on this article
+                continue
             mark = fingerprint(alert.title, alert.summary)
             duplicate, score = recent.closest(mark, alert.article_id)
             if duplicate is not None:
@@ -135,13 +141,17 @@ class AlertGate:
                 )
             else:
                 decided = alert.model_copy(update={"status": "delivered", "created_at": now})
-            if not self.store.record_alert(decided):
-                result.counts["repeated"] += 1  # this subscription already alerted on this article
+            decisions.append(decided)
+            if decided.status != "suppressed" and subscription.realert > timedelta(0):
+                recent.add(decided, mark)
+        # One transaction (or bulk request) for the batch; an alert recorded meanwhile by another job
+        # instance is a repeat after all.
+        for decided, recorded in zip(decisions, self.store.record_alerts(decisions), strict=True):
+            if not recorded:
+                result.counts["repeated"] += 1
                 continue
             result.counts[decided.status] += 1
             result.recorded.append(decided)
-            if decided.status != "suppressed" and subscription.realert > timedelta(0):
-                recent.add(decided, mark)
         return result
 
 

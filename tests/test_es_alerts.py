@@ -344,3 +344,18 @@ def test_the_job_on_elasticsearch_suppresses_near_duplicates_and_releases_digest
     assert everything.stdout.count("suppressed: near-duplicate") == 2
     stats = json.loads(run_cli("stats", "--json", *flags, env=env).stdout)
     assert (stats["alerts"], stats["alerts_suppressed"], stats["alerts_pending"]) == (2, 2, 0)
+
+
+def test_a_batch_of_alerts_is_recorded_in_one_request_like_sqlite(es_store: ElasticsearchStore, tmp_path: Path) -> None:
+    """record_alerts answers per alert, as record_alert would: True when stored now, False for a pair that
+    already alerted (in an earlier batch or earlier in this one); `alerted` names the stored ids."""
+    alerts = history()
+    with SqliteStore(tmp_path / "mirror.db") as sqlite:
+        for store in (es_store, sqlite):
+            assert store.record_alerts(alerts[:2]) == [True, True]
+            again = alerts[1].model_copy(update={"status": "delivered", "created_at": BASE + timedelta(days=1)})
+            assert store.record_alerts([*alerts[2:], again, alerts[2]]) == [True] * (len(alerts) - 2) + [False, False]
+            assert store.alerted([a.id for a in alerts] + ["no-such-alert"]) == {a.id for a in alerts}
+            assert store.record_alerts([]) == []
+        assert keys(es_store.list_alerts(100)) == keys(sqlite.list_alerts(100)) == keys(alerts[::-1])
+        assert es_store.list_alerts(100) == sqlite.list_alerts(100)

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 import pytest
@@ -161,6 +162,23 @@ def test_an_alert_whose_response_was_lost_is_still_ours(noida_es: NoidaServer, r
     with scripted_store(noida_es.es_url, ready_prefix, plan, sleeps) as store:
         assert store.record_alert(Alert(subscription_id="s", article_id="a", title="t")) is True
         assert store.record_alert(Alert(subscription_id="s", article_id="a", title="t")) is False
+    assert len(sleeps) == 1
+
+
+def test_a_batch_of_alerts_whose_response_was_lost_is_still_ours(noida_es: NoidaServer, ready_prefix: str) -> None:
+    """The same for record_alerts' bulk request: the resent creates get 409 for our own writes, which
+    count as recorded; a pair that alerted before the batch still does not."""
+    earlier = Alert(subscription_id="s", article_id="before", title="t")
+    batch = [Alert(subscription_id="s", article_id=a, title="t") for a in ("x", "y")]
+    with scripted_store(noida_es.es_url, ready_prefix, FaultPlan(), []) as store:
+        assert store.record_alerts([earlier]) == [True]
+    plan = FaultPlan([Fault("/_bulk", "lost")])
+    sleeps: list[float] = []
+    with scripted_store(noida_es.es_url, ready_prefix, plan, sleeps) as store:
+        # the gate decides anew (a new created_at) for a pair it did not know had alerted
+        again = earlier.model_copy(update={"created_at": earlier.created_at + timedelta(seconds=1)})
+        assert store.record_alerts([*batch, again]) == [True, True, False]
+        assert store.record_alerts(batch) == [False, False]
     assert len(sleeps) == 1
 
 
