@@ -267,13 +267,8 @@ class CycleRunner:
             try:
                 result = create_pipeline(path, self.config, self.beam_args).run()
                 state = result.wait_until_finish()
-            except StoreUnavailable as exc:
-                raise CycleFailed(f"store unavailable: {exc}") from exc
             except Exception as exc:
-                cause = _root_cause(exc)
-                if isinstance(cause, KeyboardInterrupt):  # a second SIGTERM/Ctrl-C inside a DoFn, wrapped by Beam
-                    raise KeyboardInterrupt from exc
-                raise CycleFailed(f"pipeline failed: {type(cause).__name__}: {cause}") from exc
+                raise _cycle_failure(exc) from exc
             if state not in (PipelineState.DONE, None):
                 raise CycleFailed(f"pipeline ended in state {state}")
             return counts(result)
@@ -288,11 +283,8 @@ class CycleRunner:
                 path = self.work_dir / f"cycle-{os.getpid()}.jsonl"
                 self._pipeline = CyclePipeline(path, self.config, self.beam_args)
             result = self._pipeline.run(records)
-        except StoreUnavailable as exc:
-            raise CycleFailed(f"store unavailable: {exc}") from exc
         except Exception as exc:
-            cause = _root_cause(exc)
-            raise CycleFailed(f"pipeline failed: {type(cause).__name__}: {cause}") from exc
+            raise _cycle_failure(exc) from exc
         if result.state not in (PipelineState.DONE, None):
             raise CycleFailed(f"pipeline ended in state {result.state}")
         return counts(result)
@@ -304,6 +296,17 @@ class CycleRunner:
         release_pool(pool)
         if self._pipeline is not None:
             self._pipeline.input_path.unlink(missing_ok=True)
+
+
+def _cycle_failure(exc: Exception) -> CycleFailed | KeyboardInterrupt:
+    """What a pipeline run's exception means for the job: the store is away, the pipeline failed, or a
+    second SIGTERM/Ctrl-C arrived inside a DoFn (wrapped by Beam): then the job stops at once."""
+    if isinstance(exc, StoreUnavailable):
+        return CycleFailed(f"store unavailable: {exc}")
+    cause = _root_cause(exc)
+    if isinstance(cause, KeyboardInterrupt):
+        return KeyboardInterrupt()
+    return CycleFailed(f"pipeline failed: {type(cause).__name__}: {cause}")
 
 
 def _root_cause(exc: BaseException) -> BaseException:

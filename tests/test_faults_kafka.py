@@ -140,13 +140,16 @@ def test_a_ten_megabyte_message_goes_to_the_dead_letter_topic_and_the_cycle_goes
     assert headers[H_TRUNCATED] == str(len(huge)) and huge.startswith(letter.value or b"!")
 
 
+SIGTERM_ARTICLES = 500  # a cycle of a few seconds: both signals land inside it
+
+
 def _sigterm_during_a_cycle(job: Job, signals: int) -> tuple[int, str]:
     ensure_topic(job.clients, job.topic, 2)
-    publish(job, articles(100, job.topic))
+    publish(job, articles(SIGTERM_ARTICLES, job.topic))
     process = job.popen_run("--interval", "600")
     watcher = LogWatcher(process)
     try:
-        watcher.wait_for(r"processing 100 record\(s\)")
+        watcher.wait_for(rf"processing {SIGTERM_ARTICLES} record\(s\)")
         for _ in range(signals):
             process.send_signal(signal.SIGTERM)
             time.sleep(0.3)
@@ -165,7 +168,7 @@ def test_sigterm_mid_cycle_finishes_the_cycle_and_commits_its_offsets(noida_kafk
     assert code == 0, log[-3000:]
     assert "stopping after the current cycle" in log and " cycle=1 " in log
     assert committed_offsets(job.clients, job.group, job.topic) == end_offsets(job.clients, job.topic)
-    assert job.article_count() == 100
+    assert job.article_count() == SIGTERM_ARTICLES
 
 
 @pytest.mark.slow
@@ -177,8 +180,8 @@ def test_second_sigterm_abandons_the_cycle_and_commits_no_offsets(noida_kafka: N
     assert " cycle=1 " not in log and "retrying in" not in log
     assert committed_offsets(job.clients, job.group, job.topic) == {0: None, 1: None}
     # What the abandoned cycle may have stored is harmless: the next run reads it all again, once.
-    assert job.run_once()["kafka.messages"] == "100"
-    assert job.article_count() == 100
+    assert job.run_once()["kafka.messages"] == str(SIGTERM_ARTICLES)
+    assert job.article_count() == SIGTERM_ARTICLES
     assert committed_offsets(job.clients, job.group, job.topic) == end_offsets(job.clients, job.topic)
 
 
