@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -160,10 +161,29 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
         runner.close()
 
 
+ABANDON_GRACE_S = 15.0
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """A daemon timer that ends the process if the orderly shutdown has not within `seconds`: an abandoned
+    cycle can leave the runner's threads waiting on work that will never come, and a second signal must
+    stop the job whatever it was doing (nothing of the cycle is committed either way)."""
+
+    def expire() -> None:
+        log.error("shutdown did not finish within %.0fs of the second signal; exiting now", seconds)
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
 def _install_stop_handlers(stop: threading.Event) -> None:
     def handle(signum: int, _frame: object) -> None:
         if stop.is_set():
             log.warning("second %s: abandoning the cycle; nothing of it is committed", signal.Signals(signum).name)
+            _exit_after(ABANDON_GRACE_S, 130)
             raise KeyboardInterrupt
         log.warning("%s received: stopping after the current cycle (again to abandon it)", signal.Signals(signum).name)
         stop.set()

@@ -33,6 +33,7 @@ from connectors.kafka import (
     read_all,
 )
 from connectors.sqlite_store import SqliteStore
+from pipelines.cli import ABANDON_GRACE_S
 from schemas import Alert, DeadLetter, RawArticle
 from tests.fault_support import publish, stop_job, summaries, wait_until
 from tests.servers import NoidaServer
@@ -153,7 +154,10 @@ def _sigterm_during_a_cycle(job: Job, signals: int) -> tuple[int, str]:
         for _ in range(signals):
             process.send_signal(signal.SIGTERM)
             time.sleep(0.3)
+        signalled = time.monotonic()
         code = process.wait(timeout=120)
+        if signals > 1:  # abandoning is bounded: an orderly exit, else a forced one after the grace period
+            assert time.monotonic() - signalled < ABANDON_GRACE_S + 10, watcher.text()[-3000:]
     finally:
         if process.poll() is None:
             process.kill()
