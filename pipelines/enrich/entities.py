@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import ItemsView, Iterable, Sequence, ValuesView
 from dataclasses import dataclass
 
 from pipelines.enrich.construct import trusted
@@ -185,32 +185,45 @@ class _Ent:
         )
 
 
-class _Spans(dict[tuple[int, int], _Ent]):
-    """Entities keyed by (start, end). The keys are also kept sorted, so the overlap queries the rules
-    make for every gazetteer match and place bisect instead of scanning all of an article's entities."""
+class _Spans:
+    """Entities keyed by (start, end), in insertion order like a dict. The keys are also kept sorted, so
+    the overlap queries the rules make for every gazetteer match and place bisect instead of scanning
+    all of an article's entities. Only the operations the rules use, each keeping both views in step."""
 
     def __init__(self) -> None:
-        super().__init__()
+        self._by_key: dict[tuple[int, int], _Ent] = {}
         self._sorted: list[tuple[int, int]] = []
-        self._order: dict[tuple[int, int], int] = {}  # insertion order: queries answer in the dict's order
+        self._order: dict[tuple[int, int], int] = {}  # insertion number: queries answer in the dict's order
         self._added = 0
         self._longest = 0
 
+    def __getitem__(self, key: tuple[int, int]) -> _Ent:
+        return self._by_key[key]
+
     def __setitem__(self, key: tuple[int, int], value: _Ent) -> None:
-        if key not in self:
+        if key not in self._by_key:
             bisect.insort(self._sorted, key)
             self._order[key] = self._added
             self._added += 1
             self._longest = max(self._longest, key[1] - key[0])
-        super().__setitem__(key, value)
+        self._by_key[key] = value
 
     def __delitem__(self, key: tuple[int, int]) -> None:
-        super().__delitem__(key)
+        del self._by_key[key]
         del self._sorted[bisect.bisect_left(self._sorted, key)]
         del self._order[key]
 
-    def pop(self, *_: object) -> _Ent:
-        raise NotImplementedError("delete with del, which keeps the index")
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def get(self, key: tuple[int, int]) -> _Ent | None:
+        return self._by_key.get(key)
+
+    def items(self) -> ItemsView[tuple[int, int], _Ent]:
+        return self._by_key.items()
+
+    def values(self) -> ValuesView[_Ent]:
+        return self._by_key.values()
 
     def overlapping(self, start: int, end: int) -> list[tuple[int, int]]:
         keys = self._sorted
