@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import CACHE, build_corpus, cpu_seconds, finish, load_average, peak_rss_mb, print_machine
 from connectors.sqlite_store import SqliteStore
 from connectors.store import StoreConfig
-from pipelines.alerting import AlertGate, load_matcher
+from pipelines.alerting import AlertGate, shared_matchers
 from pipelines.delivery import Dispatcher
 from pipelines.enrich import EnrichConfig, shared_enricher
 from pipelines.enrich.pool import BatchEnricher, default_workers
@@ -77,7 +77,7 @@ def run_loop(records: Path, config: PipelineConfig) -> tuple[float, dict[str, in
             article = normalize(parsed)
             unique[article.id] = prefer(unique[article.id], article) if article.id in unique else article
     with SqliteStore(config.store.sqlite_path) as store, BatchEnricher(config.enrich, config.enrich.workers) as batches:
-        matcher = load_matcher(store)
+        matcher = shared_matchers.get(config.store, store)
         gate = AlertGate(store)
         dispatcher = Dispatcher(build_channels(config.channels), config.channels.delivery)
         subscriptions = {s.id: s for s in store.list_subscriptions()}

@@ -28,12 +28,8 @@ LIVE_STATUSES = ("delivered", "pending", "digested")  # alerts the subscriber wa
 RECENT_LIMIT = 2000
 
 
-def load_matcher(store: ArticleStore, sample: int = 300) -> SubscriptionMatcher:
-    """The enabled subscriptions, indexed under their rarest keys as seen in a sample of stored articles."""
-    return _build_matcher(store.list_subscriptions(include_disabled=False), store, sample)
-
-
 def _build_matcher(subscriptions: list[Subscription], store: ArticleStore, sample: int) -> SubscriptionMatcher:
+    """The subscriptions indexed under their rarest keys as seen in a sample of stored articles."""
     frequencies = key_frequencies(islice(store.iter_articles(batch_size=sample), sample)) if sample else None
     return SubscriptionMatcher(subscriptions, frequencies or None)
 

@@ -64,8 +64,8 @@ class NearDuplicateIndex:
         self._by_shingle: dict[int, list[int]] = {}
         self._by_title_word: dict[str, list[int]] = {}
 
-    def add(self, mark: Fingerprint) -> int:
-        """Index a story; returns its position (the order of `add` calls)."""
+    def add(self, mark: Fingerprint) -> None:
+        """Index a story at the next position (positions follow the order of `add` calls)."""
         position = len(self.items)
         self.items.append(mark)
         if len(mark.shingles) >= MIN_SHINGLES:
@@ -73,7 +73,6 @@ class NearDuplicateIndex:
                 self._by_shingle.setdefault(shingle, []).append(position)
         for word in _title_prefix(mark.title):
             self._by_title_word.setdefault(word, []).append(position)
-        return position
 
     def candidates(self, mark: Fingerprint) -> list[int]:
         """Positions of the stories that may reach TEXT_THRESHOLD against `mark`, in `add` order."""
