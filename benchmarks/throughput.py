@@ -2,27 +2,32 @@
 
     python benchmarks/throughput.py            # default enrichment (spaCy NER + gazetteer), 2,000 x ~800 words
     python benchmarks/throughput.py --fast     # gazetteer and rules only
-    python benchmarks/throughput.py --count 300 --words 800   # a quicker look
+    python benchmarks/throughput.py --count 300 --repeat 1   # a quicker look
 
 Both paths parse records, de-duplicate, enrich, write to a fresh SQLite store and match the default
-subscriptions; the model is loaded before timing starts. Last line: one JSON object with articles_per_s
-(Beam), loop_articles_per_s and ratio_vs_loop.
+subscriptions; the model is loaded before timing starts. Beam and the loop run in turns (--repeat pairs, 3 by
+default: this shared machine's speed drifts by tens of percent within minutes) and the figures are medians.
+Each run also reports its CPU per article, split between the job's process and the enrichment workers.
+Last line: one JSON object with articles_per_s (Beam), loop_articles_per_s and ratio_vs_loop.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import statistics
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import CACHE, build_corpus, cpu_seconds, finish, load_average, peak_rss_mb, print_machine
+from benchmarks.common import CACHE, build_corpus, finish, load_average, peak_rss_mb, print_machine
 from connectors.sqlite_store import SqliteStore
 from connectors.store import StoreConfig
 from pipelines.alerting import AlertGate, shared_matchers
@@ -114,13 +119,58 @@ def run_loop(records: Path, config: PipelineConfig) -> tuple[float, dict[str, in
     return time.perf_counter() - started, figures
 
 
+@dataclass
+class Run:
+    """One timed pass of one path: wall time, CPU of this process (the job: parse, store, match, Beam)
+    and of the enrichment workers it started and joined (children)."""
+
+    seconds: float
+    job_cpu: float
+    workers_cpu: float
+    counts: dict[str, int]
+
+    @property
+    def cpu(self) -> float:
+        return self.job_cpu + self.workers_cpu
+
+
+TimedPath = Callable[[Path, PipelineConfig], tuple[float, dict[str, int]]]
+
+
+def _timed(path: TimedPath, records: Path, config: PipelineConfig) -> Run:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, figures = path(records, config)
+    own_after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    def used(before: resource.struct_rusage, after: resource.struct_rusage) -> float:
+        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+    return Run(seconds, used(own, own_after), used(children, children_after), figures)
+
+
+def _describe(label: str, run: Run, count: int) -> str:
+    return (
+        f"{label} {run.seconds:.1f}s, {count / run.seconds:.1f} articles/s; CPU per article: "
+        f"{run.job_cpu / count * 1000:.1f} ms in the job process + {run.workers_cpu / count * 1000:.1f} ms in "
+        f"enrichment workers (enriched={run.counts.get('enriched', 0)} alerts={run.counts.get('alerts', 0)})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fast", action="store_true", help="no statistical NER (gazetteer and rules only)")
     parser.add_argument("--count", type=int, default=2000, help="articles in the corpus (default 2000)")
     parser.add_argument("--words", type=int, default=800, help="words per article (default 800)")
     parser.add_argument("--ner-max-chars", type=int, default=None, help="override NEWSWATCH_NER_MAX_CHARS")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="pairs of runs (Beam, then the loop), each on fresh stores; figures are the medians (default 3)",
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
 
     print_machine()
     corpus = build_corpus(args.count, args.words)
@@ -132,34 +182,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"corpus: {args.count} articles of ~{args.words} words ({corpus}); enrichment: "
-        f"{'fast (no NER)' if args.fast else 'spaCy NER + gazetteer'}"
+        f"{'fast (no NER)' if args.fast else 'spaCy NER + gazetteer'}; {args.repeat} pair(s) of runs"
     )
     loading = time.perf_counter()
     shared_enricher(enrich)  # loaded once per process, reused by the Beam DoFns and the loop
     print(f"enrichment resources loaded in {time.perf_counter() - loading:.1f}s (not timed below)")
 
-    with tempfile.TemporaryDirectory() as beam_dir, tempfile.TemporaryDirectory() as loop_dir:
-        beam_config = PipelineConfig(store=_store(Path(beam_dir)), enrich=enrich, channels=ChannelConfig(console=False))
-        loop_config = PipelineConfig(store=_store(Path(loop_dir)), enrich=enrich, channels=ChannelConfig(console=False))
-        load_before = load_average()
-        cpu = cpu_seconds()
-        beam_seconds, beam_counts = run_beam(records, beam_config)
-        beam_cpu, cpu = cpu_seconds() - cpu, cpu_seconds()
-        print(
-            f"beam pipeline: {beam_seconds:.1f}s, {args.count / beam_seconds:.1f} articles/s; "
-            f"{beam_cpu:.1f} CPU-s, {args.count / beam_cpu:.1f} articles per CPU-second "
-            f"(enriched={beam_counts.get('enriched', 0)} alerts={beam_counts.get('alerts', 0)})"
-        )
-        loop_seconds, loop_counts = run_loop(records, loop_config)
-        loop_cpu = cpu_seconds() - cpu
-        print(
-            f"plain loop:    {loop_seconds:.1f}s, {args.count / loop_seconds:.1f} articles/s; "
-            f"{loop_cpu:.1f} CPU-s, {args.count / loop_cpu:.1f} articles per CPU-second "
-            f"(enriched={loop_counts['enriched']} alerts={loop_counts['alerts']})"
-        )
-        load_after = load_average()
-    if beam_counts.get("enriched") != loop_counts["enriched"]:
-        print("warning: the two paths enriched different numbers of articles", file=sys.stderr)
+    beam_runs: list[Run] = []
+    loop_runs: list[Run] = []
+    load_before = load_average()
+    for n in range(1, args.repeat + 1):
+        with tempfile.TemporaryDirectory() as beam_dir, tempfile.TemporaryDirectory() as loop_dir:
+            beam_config = PipelineConfig(
+                store=_store(Path(beam_dir)), enrich=enrich, channels=ChannelConfig(console=False)
+            )
+            loop_config = PipelineConfig(
+                store=_store(Path(loop_dir)), enrich=enrich, channels=ChannelConfig(console=False)
+            )
+            beam_runs.append(_timed(run_beam, records, beam_config))
+            print(_describe(f"[{n}] beam pipeline:", beam_runs[-1], args.count))
+            loop_runs.append(_timed(run_loop, records, loop_config))
+            print(_describe(f"[{n}] plain loop:   ", loop_runs[-1], args.count))
+        if beam_runs[-1].counts.get("enriched") != loop_runs[-1].counts["enriched"]:
+            print("warning: the two paths enriched different numbers of articles", file=sys.stderr)
+    load_after = load_average()
+
+    beam, loop = _median_run(beam_runs), _median_run(loop_runs)
+    pairs = list(zip(beam_runs, loop_runs, strict=True))
     workers = default_workers() if enrich.workers is None else enrich.workers
     figures = {
         "articles": args.count,
@@ -167,22 +216,35 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "fast" if args.fast else "ner",
         "ner_max_chars": None if args.fast else enrich.ner_max_chars,
         "enrich_workers": workers if workers > 1 else 0,
-        "articles_per_s": round(args.count / beam_seconds, 1),
-        "loop_articles_per_s": round(args.count / loop_seconds, 1),
-        "ratio_vs_loop": round(loop_seconds / beam_seconds, 3),
-        "articles_per_cpu_s": round(args.count / beam_cpu, 1),
-        "loop_articles_per_cpu_s": round(args.count / loop_cpu, 1),
-        "cpu_ratio_vs_loop": round(loop_cpu / beam_cpu, 3),
+        "repeat": args.repeat,
+        "articles_per_s": round(args.count / beam.seconds, 1),
+        "loop_articles_per_s": round(args.count / loop.seconds, 1),
+        # Paired: each Beam run against the loop run right after it, so a slow spell of the machine
+        # moves both sides of a ratio.
+        "ratio_vs_loop": round(statistics.median(lo.seconds / b.seconds for b, lo in pairs), 3),
+        "articles_per_cpu_s": round(args.count / beam.cpu, 1),
+        "loop_articles_per_cpu_s": round(args.count / loop.cpu, 1),
+        "cpu_ratio_vs_loop": round(statistics.median(lo.cpu / b.cpu for b, lo in pairs), 3),
+        "job_cpu_ms_per_article": round(beam.job_cpu / args.count * 1000, 2),
+        "workers_cpu_ms_per_article": round(beam.workers_cpu / args.count * 1000, 2),
+        "runs_articles_per_s": [round(args.count / r.seconds, 1) for r in beam_runs],
+        "runs_loop_articles_per_s": [round(args.count / r.seconds, 1) for r in loop_runs],
         "load_average": [round(load_before, 2), round(load_after, 2)],
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     print(
-        f"ratio beam/loop: {figures['ratio_vs_loop']:.2f} (in CPU time {figures['cpu_ratio_vs_loop']:.2f}); "
-        f"peak RSS {figures['peak_rss_mb']:.0f} MB; load average {load_before:.1f} -> {load_after:.1f} "
-        f"on {os.cpu_count()} CPUs"
+        f"median of {args.repeat}: beam {figures['articles_per_s']} articles/s, loop "
+        f"{figures['loop_articles_per_s']} articles/s; ratio beam/loop {figures['ratio_vs_loop']:.2f} "
+        f"(in CPU time {figures['cpu_ratio_vs_loop']:.2f}); peak RSS {figures['peak_rss_mb']:.0f} MB; "
+        f"load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} CPUs"
     )
     finish(figures)
     return 0
+
+
+def _median_run(runs: list[Run]) -> Run:
+    """The run of median wall time (its CPU figures come with it)."""
+    return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
 
 if __name__ == "__main__":
