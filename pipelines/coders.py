@@ -3,8 +3,9 @@
 Without a registered coder Beam pickles any element it has to encode, and it also encodes a sample of
 every step's output only to estimate its byte size for its metrics: the first ten elements of each
 output in every bundle, then a few more. Among those samples are whole batches: pickling a batch of
-200 enriched articles (seventy entities each) takes ~60 ms, and the fast-mode throughput benchmark
-spent about a third of Beam's extra CPU over the plain loop on it. `ModelCoder` encodes as before
+200 enriched articles (seventy entities each) takes ~60 ms. With Beam's adaptive batch sizing
+(see `transforms.fixed_batches`) this was much of the ~1 ms per article that the pipeline's process
+spent over a plain loop doing the same work (docs/performance.md). `ModelCoder` encodes as before
 (pickle keeps the model's own state) and estimates the size from the text fields' lengths instead.
 """
 
