@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py            # default enrichment (spaCy NER + gazetteer), 2,000 x ~800 words
     python benchmarks/throughput.py --fast     # gazetteer and rules only
-    python benchmarks/throughput.py --count 300 --repeat 1   # a quicker look
+    python benchmarks/throughput.py --count 300 --repeat 1   # a quicker look (Beam's start-up weighs more)
 
 Both paths parse records, de-duplicate, enrich, write to a fresh SQLite store and match the default
 subscriptions; the model is loaded before timing starts. Beam and the loop run in turns (--repeat pairs, 3 by
