@@ -34,14 +34,7 @@ class ModelCoder(beam.coders.Coder):
     def estimate_size(self, value: BaseModel) -> int:
         return estimate_size(value)
 
-    def is_deterministic(self) -> bool:
-        return False  # a value coder: models are never keys
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
+    # Beam's Coder already gives equality by class, and non-determinism: a value coder, never a key's.
 
 
 def estimate_size(value: BaseModel) -> int:
@@ -61,6 +54,7 @@ MODELS: tuple[type[BaseModel], ...] = (RawArticle, Article, Alert, DeadLetter)
 
 
 def register_model_coders() -> None:
-    """Beam's registry maps each model (and lists and tuples of them) to `ModelCoder`; idempotent."""
+    """Beam's registry maps each model (and lists and tuples of them) to `ModelCoder`; idempotent. Called
+    where a pipeline is built, before its coders are inferred from the declared types."""
     for model in MODELS:
         beam.coders.registry.register_coder(model, ModelCoder)

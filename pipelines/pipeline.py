@@ -15,6 +15,7 @@ from apache_beam.runners.runner import PipelineResult
 from apache_beam.transforms.environments import EmbeddedPythonEnvironment
 from apache_beam.transforms.window import FixedWindows, GlobalWindows
 
+from pipelines.coders import register_model_coders
 from pipelines.transforms import (
     NAMESPACE,
     DedupeById,
@@ -46,6 +47,7 @@ def process_records(lines: beam.PCollection[str], config: PipelineConfig, dedupe
     DeliverAlerts) can only group an unbounded collection per window, so copies are merged and alerts
     gated within fixed event-time windows of that length, and the results go back to the global window
     afterwards (copies in different windows are upserts of one id; the store remembers earlier alerts)."""
+    register_model_coders()  # the stages declare their models: Beam encodes and sizes them with ModelCoder
     parsed = lines | "Parse" >> ParseRecords()
     articles = parsed.articles
     if dedupe_window_s:

@@ -18,7 +18,6 @@ from connectors.alert_channels import AlertChannel, ConsoleChannel, JsonlFileCha
 from connectors.kafka import KafkaAlertChannel, KafkaPublisher, TopicTarget, dead_letter_message
 from connectors.store import ArticleStore, RejectedDocument, StoreConfig, open_store
 from pipelines.alerting import AlertGate, shared_matchers
-from pipelines.coders import register_model_coders
 from pipelines.delivery import DeliveryConfig, Dispatcher
 from pipelines.enrich import EnrichConfig, enrichment_version
 from pipelines.enrich.pool import BatchEnricher, EnrichFailure
@@ -29,8 +28,6 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "newswatch"
 DEAD = "dead_letters"
-
-register_model_coders()  # the stages below declare their models: Beam encodes and sizes them with ModelCoder
 
 
 def counter(name: str) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam import typehints
 
-from pipelines.coders import MODELS, ModelCoder, estimate_size
+from pipelines.coders import MODELS, ModelCoder, estimate_size, register_model_coders
 from pipelines.enrich import EnrichConfig, shared_enricher
 from pipelines.pipeline import create_pipeline
 from pipelines.transforms import PipelineConfig
@@ -61,6 +61,7 @@ def test_model_coder_round_trips_and_estimates_without_encoding(seed_text: str) 
         # An estimate for Beam's byte counters: the right order of magnitude is all they need.
         assert len(encoded) / 4 <= estimate_size(value) <= len(encoded) * 4
     assert len(article.entities) > 5 and estimate_size(article) > estimate_size(raw)
+    register_model_coders()
     batch = beam.coders.registry.get_coder(typehints.List[Article]).get_impl()
     size, _ = batch.get_estimated_size_and_observables([article] * 200)
     assert size >= 200 * estimate_size(article)
