@@ -41,12 +41,12 @@ def print_machine() -> None:
     print(f"machine: {info['cpus']} cpu(s) {info['cpu']}, {info['platform']}, Python {info['python']}")
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its children that have exited (enrichment workers are joined
+def cpu_times() -> tuple[float, float]:
+    """CPU seconds of this process, and of its children that have exited (enrichment workers are joined
     when their pool closes, at the end of each run): robust to other load on a shared machine."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
 def load_average() -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import CACHE, build_corpus, finish, load_average, peak_rss_mb, print_machine
+from benchmarks.common import CACHE, build_corpus, cpu_times, finish, load_average, peak_rss_mb, print_machine
 from connectors.sqlite_store import SqliteStore
 from connectors.store import StoreConfig
 from pipelines.alerting import AlertGate, shared_matchers
@@ -138,14 +137,15 @@ TimedPath = Callable[[Path, PipelineConfig], tuple[float, dict[str, int]]]
 
 
 def _timed(path: TimedPath, records: Path, config: PipelineConfig) -> Run:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, children = cpu_times()
     seconds, figures = path(records, config)
-    own_after, children_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    own_after, children_after = cpu_times()
+    return Run(seconds, own_after - own, children_after - children, figures)
 
-    def used(before: resource.struct_rusage, after: resource.struct_rusage) -> float:
-        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
-    return Run(seconds, used(own, own_after), used(children, children_after), figures)
+def _median_run(runs: list[Run]) -> Run:
+    """The run of median wall time (its CPU figures come with it)."""
+    return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
 
 def _describe(label: str, run: Run, count: int) -> str:
@@ -240,11 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     finish(figures)
     return 0
-
-
-def _median_run(runs: list[Run]) -> Run:
-    """The run of median wall time (its CPU figures come with it)."""
-    return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
 
 if __name__ == "__main__":
