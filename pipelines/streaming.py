@@ -244,7 +244,8 @@ class ReadFromKafka(beam.PTransform):
             | "Impulse" >> beam.Impulse()
             | "ListPartitions" >> beam.ParDo(_ListPartitions(self.config))
             | "SpreadPartitions" >> beam.Reshuffle()
-            | "ReadPartitions" >> beam.ParDo(ReadPartitionFn(self.config))
+            # Declared: Beam 2.78 takes `TimestampedValue` in the process hint for the element type.
+            | "ReadPartitions" >> beam.ParDo(ReadPartitionFn(self.config)).with_output_types(KafkaMessage)
         )
 
 

@@ -400,13 +400,15 @@ class DeliverAlerts(beam.PTransform):
 
 
 class _WriteDeadLettersFn(_StoreDoFn):
-    def process(self, batch: list[DeadLetter]) -> None:
+    # A sink: it yields nothing. Typed as an iterator because Beam (2.78+) rejects a `None` return hint.
+    def process(self, batch: list[DeadLetter]) -> Iterator[None]:
         assert self.store is not None
         self.store.write_dead_letters(batch)
         for letter in batch:
             counter("dead_letters").inc()
             counter(f"dead_letters_{letter.stage}").inc()
             log.warning("dead letter stage=%s source=%s reason=%s", letter.stage, letter.source or "-", letter.reason)
+        yield from ()
 
 
 class WriteDeadLetters(beam.PTransform):
@@ -432,11 +434,12 @@ class _PublishDeadLettersFn(beam.DoFn):
     def setup(self) -> None:
         self.publisher = KafkaPublisher(self.target)
 
-    def process(self, letter: DeadLetter) -> None:
+    def process(self, letter: DeadLetter) -> Iterator[None]:
         assert self.publisher is not None
         message = dead_letter_message(letter)
         if message is not None:
             self.publisher.send(message)
+        yield from ()
 
     def finish_bundle(self) -> None:
         assert self.publisher is not None
