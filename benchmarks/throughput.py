@@ -8,12 +8,15 @@ Both paths parse records, de-duplicate, enrich, write to a fresh SQLite store an
 subscriptions; the model is loaded before timing starts. Beam and the loop run in turns (--repeat pairs, 3 by
 default: this shared machine's speed drifts by tens of percent within minutes) and the figures are medians.
 Each run also reports its CPU per article, split between the job's process and the enrichment workers.
+With --fast, a last run times the loop over articles enriched beforehand: the job's own work alone, the
+ceiling that no faster enrichment can lift while that work runs on one core.
 Last line: one JSON object with articles_per_s (Beam), loop_articles_per_s and ratio_vs_loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -32,7 +35,7 @@ from connectors.store import StoreConfig
 from pipelines.alerting import AlertGate, shared_matchers
 from pipelines.delivery import Dispatcher
 from pipelines.enrich import EnrichConfig, shared_enricher
-from pipelines.enrich.pool import BatchEnricher, default_workers
+from pipelines.enrich.pool import BatchEnricher, Outcome, default_workers
 from pipelines.pipeline import counts, create_pipeline
 from pipelines.records import article_record, normalize, parse_record, prefer
 from pipelines.subscriptions import load_subscriptions_file
@@ -50,11 +53,12 @@ def _records(corpus: Path) -> Path:
     return path
 
 
-def _store(directory: Path) -> StoreConfig:
-    config = StoreConfig(sqlite_path=str(directory / "newswatch.db"))
-    with SqliteStore(config.sqlite_path) as store:
-        store.seed_subscriptions(load_subscriptions_file(seed_path("subscriptions.yaml")))
-    return config
+def _config(directory: str, enrich: EnrichConfig) -> PipelineConfig:
+    """A fresh SQLite store in `directory` with the default subscriptions, alerts kept off the console."""
+    store = StoreConfig(sqlite_path=str(Path(directory) / "newswatch.db"))
+    with SqliteStore(store.sqlite_path) as sqlite:
+        sqlite.seed_subscriptions(load_subscriptions_file(seed_path("subscriptions.yaml")))
+    return PipelineConfig(store=store, enrich=enrich, channels=ChannelConfig(console=False))
 
 
 def run_beam(records: Path, config: PipelineConfig) -> tuple[float, dict[str, int]]:
@@ -64,29 +68,44 @@ def run_beam(records: Path, config: PipelineConfig) -> tuple[float, dict[str, in
     return time.perf_counter() - started, counts(result).values
 
 
-def run_loop(records: Path, config: PipelineConfig) -> tuple[float, dict[str, int]]:
-    """The same steps as the pipeline, as plain calls: what Beam's overhead is measured against.
-    Parse, de-duplicate, skip stored, enrich (through the same worker pool, batches in flight while
-    earlier ones are written), upsert, match, gate and deliver the alerts per subscription."""
-    started = time.perf_counter()
-    figures = {"read": 0, "enriched": 0, "alerts": 0, "dead_letters": 0}
+EnrichStep = Callable[[Iterator[list[RawArticle]]], Iterator[list[Outcome]]]
+TimedPath = Callable[[Path, PipelineConfig], tuple[float, dict[str, int]]]
+
+
+def read_unique(records: Path) -> tuple[list[RawArticle], int, int]:
+    """The records file's articles, parsed, normalized and de-duplicated; with the counts of records read
+    and rejected."""
     unique: dict[str, RawArticle] = {}
+    read = rejected = 0
     with records.open(encoding="utf-8") as lines:
         for line in lines:
             parsed = parse_record(line)
             if isinstance(parsed, DeadLetter):
-                figures["dead_letters"] += 1
+                rejected += 1
                 continue
-            figures["read"] += 1
+            read += 1
             article = normalize(parsed)
             unique[article.id] = prefer(unique[article.id], article) if article.id in unique else article
-    with SqliteStore(config.store.sqlite_path) as store, BatchEnricher(config.enrich, config.enrich.workers) as batches:
+    return list(unique.values()), read, rejected
+
+
+def run_loop(records: Path, config: PipelineConfig, enrich: EnrichStep | None = None) -> tuple[float, dict[str, int]]:
+    """The same steps as the pipeline, as plain calls: what Beam's overhead is measured against.
+    Parse, de-duplicate, skip stored, enrich (through the same worker pool, batches in flight while
+    earlier ones are written), upsert, match, gate and deliver the alerts per subscription.
+    `enrich` replaces the worker pool (the job-floor measurement passes articles enriched beforehand)."""
+    started = time.perf_counter()
+    pending, read, rejected = read_unique(records)
+    figures = {"read": read, "enriched": 0, "alerts": 0, "dead_letters": rejected}
+    with SqliteStore(config.store.sqlite_path) as store, contextlib.ExitStack() as resources:
+        if enrich is None:
+            pool = resources.enter_context(BatchEnricher(config.enrich, config.enrich.workers))
+            enrich = lambda batches: (outcomes for _, outcomes in pool.map(batches))  # noqa: E731
         matcher = shared_matchers.get(config.store, store)
         gate = AlertGate(store)
         dispatcher = Dispatcher(build_channels(config.channels), config.channels.delivery)
         subscriptions = {s.id: s for s in store.list_subscriptions()}
         alerts: dict[str, list[Alert]] = defaultdict(list)
-        pending = list(unique.values())
         size = config.enrich.batch_size
 
         def fresh() -> Iterator[list[RawArticle]]:
@@ -96,7 +115,7 @@ def run_loop(records: Path, config: PipelineConfig) -> tuple[float, dict[str, in
                 yield [a for a in batch if a.id not in known]
 
         written: list[Article] = []
-        for _, outcomes in batches.map(fresh()):
+        for outcomes in enrich(fresh()):
             enriched = [a for a in outcomes if isinstance(a, Article)]
             figures["enriched"] += len(enriched)
             figures["dead_letters"] += len(outcomes) - len(enriched)
@@ -118,6 +137,22 @@ def run_loop(records: Path, config: PipelineConfig) -> tuple[float, dict[str, in
     return time.perf_counter() - started, figures
 
 
+def enrich_beforehand(records: Path, enrich: EnrichConfig) -> dict[str, Article]:
+    """Every distinct article of the records file, enriched in this process (not timed)."""
+    enricher = shared_enricher(enrich)
+    raws = read_unique(records)[0]
+    return {a.id: a for start in range(0, len(raws), 64) for a in enricher.enrich_batch(raws[start : start + 64])}
+
+
+def job_floor(enriched: dict[str, Article]) -> TimedPath:
+    """The plain loop with enrichment already done: what the job's own steps (parse, de-duplicate, store
+    with its full-text index, match, gate) cost per article, i.e. the rate no enrichment speed-up can pass
+    while that work stays on one core."""
+    return lambda records, config: run_loop(
+        records, config, lambda batches: ([enriched[raw.id] for raw in batch] for batch in batches)
+    )
+
+
 @dataclass
 class Run:
     """One timed pass of one path: wall time, CPU of this process (the job: parse, store, match, Beam)
@@ -131,9 +166,6 @@ class Run:
     @property
     def cpu(self) -> float:
         return self.job_cpu + self.workers_cpu
-
-
-TimedPath = Callable[[Path, PipelineConfig], tuple[float, dict[str, int]]]
 
 
 def _timed(path: TimedPath, records: Path, config: PipelineConfig) -> Run:
@@ -168,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="pairs of runs (Beam, then the loop), each on fresh stores; figures are the medians (default 3)",
     )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="with --fast, skip the job-floor run (the loop over articles enriched beforehand)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -193,19 +231,21 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     for n in range(1, args.repeat + 1):
         with tempfile.TemporaryDirectory() as beam_dir, tempfile.TemporaryDirectory() as loop_dir:
-            beam_config = PipelineConfig(
-                store=_store(Path(beam_dir)), enrich=enrich, channels=ChannelConfig(console=False)
-            )
-            loop_config = PipelineConfig(
-                store=_store(Path(loop_dir)), enrich=enrich, channels=ChannelConfig(console=False)
-            )
-            beam_runs.append(_timed(run_beam, records, beam_config))
+            beam_runs.append(_timed(run_beam, records, _config(beam_dir, enrich)))
             print(_describe(f"[{n}] beam pipeline:", beam_runs[-1], args.count))
-            loop_runs.append(_timed(run_loop, records, loop_config))
+            loop_runs.append(_timed(run_loop, records, _config(loop_dir, enrich)))
             print(_describe(f"[{n}] plain loop:   ", loop_runs[-1], args.count))
         if beam_runs[-1].counts.get("enriched") != loop_runs[-1].counts["enriched"]:
             print("warning: the two paths enriched different numbers of articles", file=sys.stderr)
     load_after = load_average()
+    floor: Run | None = None
+    if args.fast and args.floor:
+        with tempfile.TemporaryDirectory() as floor_dir:
+            floor = _timed(job_floor(enrich_beforehand(records, enrich)), records, _config(floor_dir, enrich))
+        print(
+            f"job floor (the loop over articles enriched beforehand, one core): {floor.seconds:.1f}s, "
+            f"{args.count / floor.seconds:.1f} articles/s, {floor.job_cpu / args.count * 1000:.2f} ms CPU per article"
+        )
 
     beam, loop = _median_run(beam_runs), _median_run(loop_runs)
     pairs = list(zip(beam_runs, loop_runs, strict=True))
@@ -229,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         "workers_cpu_ms_per_article": round(beam.workers_cpu / args.count * 1000, 2),
         "runs_articles_per_s": [round(args.count / r.seconds, 1) for r in beam_runs],
         "runs_loop_articles_per_s": [round(args.count / r.seconds, 1) for r in loop_runs],
+        "floor_articles_per_s": None if floor is None else round(args.count / floor.seconds, 1),
+        "floor_cpu_ms_per_article": None if floor is None else round(floor.job_cpu / args.count * 1000, 2),
         "load_average": [round(load_before, 2), round(load_after, 2)],
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
