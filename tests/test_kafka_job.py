@@ -4,9 +4,11 @@ a job killed mid-cycle, and two instances sharing a group's partitions."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -164,6 +166,20 @@ def summary(stderr: str) -> dict[str, str]:
     return dict(re.findall(r"(\S+)=(\S+)", lines[-1]))
 
 
+def wait_for_stored(db: Path, more_than: int, timeout: float = 120.0) -> int:
+    """Polls a running job's SQLite store (read-only: the job is writing) until it holds more than
+    `more_than` articles; returns the count seen."""
+    deadline = time.monotonic() + timeout
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as store:
+        while True:
+            count = int(store.execute("SELECT count(*) FROM articles").fetchone()[0])
+            if count > more_than:
+                return count
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the store still holds {count} articles after {timeout:.0f}s")
+            time.sleep(0.01)
+
+
 class LogWatcher:
     """Collects a subprocess's stderr lines in the background, so a test can wait for one."""
 
@@ -264,21 +280,23 @@ def test_acceptance_kafka_in_and_out(job: Job, tmp_path: Path) -> None:
 
     # Killed in the middle of a cycle: nothing of it was committed, and the rerun leaves exactly the
     # articles produced (the store upserts by article id, so what was written before the kill is not doubled).
-    # (500 articles: a cycle of a few seconds, so the kill lands in the middle of it)
-    job.produce(write_lines(tmp_path / "last.jsonl", articles(500, "c")))
+    # The kill lands as soon as the cycle's first articles are in the store: with 2,000 in the cycle, most of
+    # it is still to come however fast the machine (a fixed sleep once saw a 500-article cycle end first).
+    job.produce(write_lines(tmp_path / "last.jsonl", articles(2000, "c")))
     process = job.popen_run("--interval", "600")
     watcher = LogWatcher(process)
     try:
-        watcher.wait_for(r"processing 500 record\(s\)")
-        time.sleep(1.0)
+        watcher.wait_for(r"processing 2000 record\(s\)")
+        written = wait_for_stored(job.data_dir / "newswatch.db", more_than=1100)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     assert " cycle=" not in watcher.text(), "the cycle finished before the kill"
+    assert 1100 < written < 3100
     assert committed_offsets(job.clients, job.group, job.topic) != end_offsets(job.clients, job.topic)
     rerun = job.run_once()
-    assert rerun["kafka.messages"] == "500"
-    assert job.article_count() == 1600
+    assert rerun["kafka.messages"] == "2000"
+    assert job.article_count() == 3100
     assert committed_offsets(job.clients, job.group, job.topic) == end_offsets(job.clients, job.topic)
     assert len(read_all(job.clients, job.dlq)) == 10
 
