@@ -95,18 +95,20 @@ def read_unique(records: Path) -> tuple[list[RawArticle], int, int]:
     return list(unique.values()), read, rejected
 
 
-def run_loop(records: Path, config: PipelineConfig, enrich: EnrichStep | None = None) -> tuple[float, dict[str, int]]:
+def run_loop(
+    records: Path, config: PipelineConfig, enrich_step: EnrichStep | None = None
+) -> tuple[float, dict[str, int]]:
     """The same steps as the pipeline, as plain calls: what Beam's overhead is measured against.
     Parse, de-duplicate, skip stored, enrich (through the same worker pool, batches in flight while
     earlier ones are written), upsert, match, gate and deliver the alerts per subscription.
-    `enrich` replaces the worker pool (the job-floor measurement passes articles enriched beforehand)."""
+    `enrich_step` replaces the worker pool (the job-floor measurement passes articles enriched beforehand)."""
     started = time.perf_counter()
     pending, read, rejected = read_unique(records)
     figures = {"read": read, "enriched": 0, "alerts": 0, "dead_letters": rejected}
     with SqliteStore(config.store.sqlite_path) as store, contextlib.ExitStack() as resources:
-        if enrich is None:
+        if enrich_step is None:
             pool = resources.enter_context(BatchEnricher(config.enrich, config.enrich.workers))
-            enrich = lambda batches: (outcomes for _, outcomes in pool.map(batches))  # noqa: E731
+            enrich_step = lambda batches: (outcomes for _, outcomes in pool.map(batches))  # noqa: E731
         matcher = shared_matchers.get(config.store, store)
         gate = AlertGate(store)
         dispatcher = Dispatcher(build_channels(config.channels), config.channels.delivery)
@@ -121,7 +123,7 @@ def run_loop(records: Path, config: PipelineConfig, enrich: EnrichStep | None = 
                 yield [a for a in batch if a.id not in known]
 
         written: list[Article] = []
-        for outcomes in enrich(fresh()):
+        for outcomes in enrich_step(fresh()):
             enriched = [a for a in outcomes if isinstance(a, Article)]
             figures["enriched"] += len(enriched)
             figures["dead_letters"] += len(outcomes) - len(enriched)
@@ -248,10 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fast and args.floor:
         with tempfile.TemporaryDirectory() as floor_dir:
             floor = _timed(job_floor(enrich_beforehand(records, enrich)), records, _config(floor_dir, enrich))
-        print(
-            f"job floor (the loop over articles enriched beforehand, one core): {floor.seconds:.1f}s, "
-            f"{args.count / floor.seconds:.1f} articles/s, {floor.job_cpu / args.count * 1000:.2f} ms CPU per article"
-        )
+        print(_describe("job floor (the loop over articles enriched beforehand):", floor, args.count))
 
     beam, loop = _median_run(beam_runs), _median_run(loop_runs)
     pairs = list(zip(beam_runs, loop_runs, strict=True))
